@@ -17,6 +17,9 @@
 //! * All integers are little-endian (WebAssembly is little-endian).
 #![no_std]
 
+#[cfg(target_endian = "big")]
+compile_error!("the Weir ABI is little-endian; big-endian hosts are not supported");
+
 #[cfg(feature = "std")]
 extern crate std;
 
@@ -106,7 +109,7 @@ pub const COLUMN_HAS_VALIDITY: u8 = 1 << 1;
 ///
 /// The empty buffer is `{ ptr: 0, len: 0 }`.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BufferRef {
     /// Byte offset into linear memory.
     pub ptr: u32,
@@ -132,7 +135,7 @@ impl BufferRef {
 ///
 /// Bitmaps are LSB-first, start at bit 0, and are exactly `ceil(len/8)` bytes.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ColumnDesc {
     /// A [`TypeId`] as `u8`.
     pub type_id: u8,
@@ -160,7 +163,7 @@ const _: () = assert!(core::mem::align_of::<ColumnDesc>() == 4);
 
 /// The input of one `weir_process` call, written by the host into the input arena.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct BatchDesc {
     /// [`ABI_VERSION`].
     pub abi_version: u32,
@@ -184,7 +187,7 @@ const _: () = assert!(core::mem::align_of::<BatchDesc>() == 8);
 ///
 /// It stays valid until the next call into the guest.
 #[repr(C)]
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct ResultDesc {
     /// One of the [`status`] codes.
     pub status: u32,
