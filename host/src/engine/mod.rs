@@ -1,0 +1,13 @@
+//! The WebAssembly engine: wasmtime configured for policies (pooling allocator, epoch deadlines,
+//! memory caps) and the locked-down set of host functions a guest may import.
+
+mod engine;
+mod guest_state;
+mod imports;
+mod limits;
+
+pub use engine::{Engine, EngineError};
+pub use guest_state::{GuestState, MemoryCapExceeded};
+pub use imports::GuestExit;
+pub(crate) use imports::{PROVIDED_WASI, PROVIDED_WEIR};
+pub use limits::Limits;

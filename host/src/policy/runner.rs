@@ -1,0 +1,172 @@
+//! [`PolicyRunner`]: one policy in a chain — its module, parameters and live instance.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
+use arrow_schema::{Field, FieldRef, Schema};
+use arrow_select::filter::filter_record_batch;
+use weir_abi::{Passthrough, PolicyKind};
+
+use super::abi::{Assembled, InputPlan};
+use super::error::{Phase, PolicyError};
+use super::instance::PolicyInstance;
+use super::load::PolicyModule;
+
+/// Runs one policy module over batches.
+///
+/// It keeps one warm instance and reuses it batch after batch. After any failure the instance is
+/// dropped, and the next batch gets a fresh one (pooled instantiation takes microseconds).
+pub struct PolicyRunner {
+    module: Arc<PolicyModule>,
+    params: Vec<u8>,
+    instance: Option<PolicyInstance>,
+}
+
+impl std::fmt::Debug for PolicyRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyRunner")
+            .field("policy", &self.module.name())
+            .field("warm", &self.instance.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyRunner {
+    /// A runner for `module` with `params` (the policy's parameters as JSON; empty means `{}`).
+    ///
+    /// The first instance is created right away, so a policy that cannot start (bad parameters,
+    /// a trap in its start function) is reported here rather than on the first batch.
+    ///
+    /// # Errors
+    /// When the first instance cannot be created and initialized.
+    pub fn new(module: Arc<PolicyModule>, params: Vec<u8>) -> Result<Self, PolicyError> {
+        let params = if params.is_empty() { b"{}".to_vec() } else { params };
+        let instance = PolicyInstance::new(&module, &params)?;
+        Ok(Self { module, params, instance: Some(instance) })
+    }
+
+    /// The module this runner runs.
+    #[must_use]
+    pub fn module(&self) -> &Arc<PolicyModule> {
+        &self.module
+    }
+
+    /// The policy's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.module.name()
+    }
+
+    /// Whether a warm instance is ready.
+    #[must_use]
+    pub fn is_warm(&self) -> bool {
+        self.instance.is_some()
+    }
+
+    /// Runs `batch` through the policy and returns its output.
+    ///
+    /// # Errors
+    /// Any [`PolicyError`]. The batch is untouched; the caller decides its fate (fail mode).
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, PolicyError> {
+        let plan = InputPlan::new(&self.module.declared().inputs, batch).map_err(PolicyError::Input)?;
+        if batch.num_rows() == 0 {
+            return self.assemble(batch, None);
+        }
+        let mut instance = match self.instance.take() {
+            Some(instance) => instance,
+            None => PolicyInstance::new(&self.module, &self.params)?,
+        };
+        let assembled = instance.run_batch(&self.module, &plan)?;
+        // Only a clean run keeps the instance warm.
+        self.instance = Some(instance);
+        self.assemble(batch, Some(assembled))
+    }
+
+    fn assemble(
+        &self,
+        batch: &RecordBatch,
+        assembled: Option<Assembled>,
+    ) -> Result<RecordBatch, PolicyError> {
+        let manifest = self.module.manifest();
+        let bad = |e: arrow_schema::ArrowError| PolicyError::BadOutput {
+            phase: Phase::Batch,
+            error: super::abi::OutputError {
+                check: super::abi::OutputCheck::ArrowValidation,
+                detail: e.to_string(),
+            },
+        };
+        let Some(assembled) = assembled else {
+            // An empty batch: the output has the right schema and no rows.
+            let empty = self.output_batch(batch, None)?;
+            return Ok(empty.slice(0, 0));
+        };
+        let output = match manifest.kind {
+            PolicyKind::Filter => batch.clone(),
+            PolicyKind::Transform => self.output_batch(batch, Some(assembled.columns))?,
+        };
+        match assembled.selection {
+            Some(_) if assembled.selected == output.num_rows() => Ok(output),
+            Some(_) if assembled.selected == 0 => Ok(output.slice(0, 0)),
+            Some(selection) => {
+                filter_record_batch(&output, &BooleanArray::new(selection, None)).map_err(bad)
+            }
+            None => Ok(output),
+        }
+    }
+
+    /// The transform's output: passthrough columns from `batch` and the written columns.
+    fn output_batch(
+        &self,
+        batch: &RecordBatch,
+        written: Option<Vec<ArrayRef>>,
+    ) -> Result<RecordBatch, PolicyError> {
+        let manifest = self.module.manifest();
+        if manifest.kind == PolicyKind::Filter {
+            return Ok(batch.clone());
+        }
+        let outputs = &self.module.declared().outputs;
+        let rows = written.as_ref().and_then(|w| w.first()).map_or(batch.num_rows(), |c| c.len());
+        let mut written: Vec<Option<ArrayRef>> = match written {
+            Some(cols) => cols.into_iter().map(Some).collect(),
+            None => outputs.iter().map(|d| Some(arrow_array::new_empty_array(&d.data_type))).collect(),
+        };
+        let by_name: HashMap<&str, usize> =
+            outputs.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+        let mut fields: Vec<FieldRef> = Vec::new();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        if manifest.passthrough != Passthrough::None {
+            let read: Vec<&str> = manifest.reads.iter().map(|c| c.name.as_str()).collect();
+            for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+                if let Some(&i) = by_name.get(field.name().as_str()) {
+                    if let Some(col) = written[i].take() {
+                        fields.push(Arc::new(outputs[i].field()));
+                        columns.push(col);
+                    }
+                } else if manifest.passthrough == Passthrough::All
+                    || !read.contains(&field.name().as_str())
+                {
+                    fields.push(Arc::clone(field));
+                    columns.push(Arc::clone(column));
+                }
+            }
+        }
+        for (decl, col) in outputs.iter().zip(written) {
+            if let Some(col) = col {
+                fields.push(Arc::new(Field::from(decl.field())));
+                columns.push(col);
+            }
+        }
+        let schema = Arc::new(Schema::new_with_metadata(fields, batch.schema().metadata().clone()));
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(schema, columns, &options).map_err(|e| {
+            PolicyError::BadOutput {
+                phase: Phase::Batch,
+                error: super::abi::OutputError {
+                    check: super::abi::OutputCheck::RowCount,
+                    detail: e.to_string(),
+                },
+            }
+        })
+    }
+}
