@@ -1,0 +1,199 @@
+//! `cargo xtask bench`: builds the policies, runs the policy benchmarks and prints the summary
+//! the bench writes to `target/bench/summary.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{policies, util};
+
+/// Where the bench writes its summary. Passed to the bench as `WEIR_BENCH_SUMMARY`.
+pub fn summary_path(root: &Path) -> PathBuf {
+    root.join("target").join("bench").join("summary.json")
+}
+
+/// The summary the bench writes.
+#[derive(Debug, Deserialize)]
+struct Summary {
+    #[serde(default)]
+    rows: Vec<Row>,
+    #[serde(default)]
+    figures: Vec<Figure>,
+}
+
+/// One comparison against a baseline.
+#[derive(Debug, Deserialize)]
+struct Row {
+    name: String,
+    weir_ns: Option<f64>,
+    baseline_ns: Option<f64>,
+    ratio: Option<f64>,
+    /// A number (a maximum ratio) or free text.
+    target: Option<Value>,
+    pass: Option<bool>,
+    note: Option<String>,
+}
+
+/// One stand-alone measurement.
+#[derive(Debug, Deserialize)]
+struct Figure {
+    name: String,
+    value: Value,
+    #[serde(default)]
+    unit: String,
+}
+
+/// Runs `cargo bench -p weir-host --bench policies -- <criterion_args>` and prints the summary.
+/// Fails if the summary is missing or any row missed its target.
+pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
+    policies::build(root).context("build-policies failed")?;
+    let summary = summary_path(root);
+    if summary.exists() {
+        std::fs::remove_file(&summary)
+            .with_context(|| format!("removing the stale {}", summary.display()))?;
+    }
+    let mut cmd = util::cargo(root);
+    cmd.args(["bench", "-p", "weir-host", "--bench", "policies"])
+        .env("WEIR_POLICY_DIR", policies::output_dir(root))
+        .env("WEIR_BENCH_SUMMARY", &summary);
+    if !criterion_args.is_empty() {
+        cmd.arg("--").args(criterion_args);
+    }
+    util::run(&mut cmd).context("the benchmarks failed")?;
+
+    let text = std::fs::read_to_string(&summary).with_context(|| {
+        format!(
+            "the bench finished but wrote no summary at {}",
+            summary.display()
+        )
+    })?;
+    let parsed: Summary =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", summary.display()))?;
+    print_summary(&parsed);
+    println!("summary: {}", summary.display());
+
+    let missed: Vec<&str> = parsed
+        .rows
+        .iter()
+        .filter(|r| r.pass == Some(false))
+        .map(|r| r.name.as_str())
+        .collect();
+    if !missed.is_empty() {
+        bail!(
+            "{} of {} targets missed: {}",
+            missed.len(),
+            parsed.rows.len(),
+            missed.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &Summary) {
+    if !summary.rows.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED).set_header([
+            "benchmark",
+            "weir",
+            "baseline",
+            "ratio",
+            "target",
+            "pass",
+            "note",
+        ]);
+        for r in &summary.rows {
+            table.add_row([
+                r.name.clone(),
+                r.weir_ns.map_or_else(String::new, format_ns),
+                r.baseline_ns.map_or_else(String::new, format_ns),
+                r.ratio.map_or_else(String::new, |x| format!("{x:.2}×")),
+                r.target.as_ref().map_or_else(String::new, format_target),
+                match r.pass {
+                    Some(true) => "yes".to_owned(),
+                    Some(false) => "NO".to_owned(),
+                    None => String::new(),
+                },
+                r.note.clone().unwrap_or_default(),
+            ]);
+        }
+        for col in 1..=3 {
+            if let Some(c) = table.column_mut(col) {
+                c.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        println!("{table}");
+    }
+    if !summary.figures.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_header(["figure", "value", "unit"]);
+        for f in &summary.figures {
+            let value = match &f.value {
+                Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), format_number),
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            table.add_row([f.name.clone(), value, f.unit.clone()]);
+        }
+        if let Some(c) = table.column_mut(1) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+        println!("{table}");
+    }
+}
+
+/// A duration in nanoseconds, in the most readable unit.
+fn format_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.1} ns")
+    }
+}
+
+fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.3}")
+    }
+}
+
+fn format_target(target: &Value) -> String {
+    match target {
+        Value::Number(n) => n
+            .as_f64()
+            .map_or_else(|| n.to_string(), |x| format!("≤ {x}×")),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_documented_summary_format() {
+        let json = r#"{"rows": [{"name": "filter 1Mi", "weir_ns": 5.0e6, "baseline_ns": 4.0e6,
+            "ratio": 1.25, "target": 1.5, "pass": true, "note": "same run"}],
+            "figures": [{"name": "wasm size", "value": 41234, "unit": "bytes"}]}"#;
+        let s: Summary = serde_json::from_str(json).unwrap();
+        assert_eq!(s.rows.len(), 1);
+        assert_eq!(s.rows[0].pass, Some(true));
+        assert_eq!(s.figures[0].unit, "bytes");
+        assert_eq!(format_ns(5.0e6), "5.00 ms");
+        assert_eq!(format_target(&s.rows[0].target.clone().unwrap()), "≤ 1.5×");
+        print_summary(&s);
+    }
+}
