@@ -10,9 +10,12 @@ use serde_json::Value;
 
 use crate::{policies, util};
 
-/// Where the bench writes its summary. Passed to the bench as `WEIR_BENCH_SUMMARY`.
-pub fn summary_path(root: &Path) -> PathBuf {
-    root.join("target").join("bench").join("summary.json")
+/// Where the bench writes its summary: `<target dir>/bench/summary.json`, where the target
+/// dir is the one cargo uses (`CARGO_TARGET_DIR` or `<workspace>/target`). Also passed to the
+/// bench as `WEIR_BENCH_SUMMARY`.
+pub fn summary_path(root: &Path) -> Result<PathBuf> {
+    let meta = util::metadata(root)?;
+    Ok(meta.target_directory.join("bench").join("summary.json"))
 }
 
 /// The summary the bench writes.
@@ -50,7 +53,7 @@ struct Figure {
 /// Fails if the summary is missing or any row missed its target.
 pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
     policies::build(root).context("build-policies failed")?;
-    let summary = summary_path(root);
+    let summary = summary_path(root)?;
     if summary.exists() {
         std::fs::remove_file(&summary)
             .with_context(|| format!("removing the stale {}", summary.display()))?;

@@ -10,6 +10,8 @@ mod setup;
 mod test;
 mod util;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// Weir's developer tasks.
@@ -44,10 +46,25 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The error chain, outermost first; no backtrace (RUST_BACKTRACE is often set
+            // for the guests' and host's sake, and a backtrace of xtask helps nobody).
+            eprintln!("\nerror: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<()> {
     let root = util::workspace_root();
-    match cli.command {
+    match command {
         Command::Setup => setup::run(&root),
         Command::BuildPolicies => policies::build(&root),
         Command::Test => test::run(&root),

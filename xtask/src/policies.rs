@@ -9,7 +9,6 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
-use serde::Deserialize;
 
 use crate::util;
 
@@ -91,28 +90,9 @@ fn package_name(manifest: &Path) -> Result<String> {
         .with_context(|| format!("{} has no [package] name", manifest.display()))
 }
 
-#[derive(Debug, Deserialize)]
-struct Metadata {
-    packages: Vec<MetadataPackage>,
-    target_directory: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-struct MetadataPackage {
-    name: String,
-}
-
-/// `cargo metadata --no-deps`: the workspace's packages and its effective target directory.
-fn metadata(root: &Path) -> Result<Metadata> {
-    let json =
-        util::output(util::cargo(root).args(["metadata", "--no-deps", "--format-version", "1"]))
-            .context("reading the workspace with `cargo metadata`")?;
-    serde_json::from_str(&json).context("parsing `cargo metadata` output")
-}
-
 /// Fails with a clear message if a discovered crate is not a workspace member (cargo would
 /// otherwise only say that `-p` matched nothing).
-fn check_members(root: &Path, crates: &[WasmCrate], meta: &Metadata) -> Result<()> {
+fn check_members(root: &Path, crates: &[WasmCrate], meta: &util::Metadata) -> Result<()> {
     let outside: Vec<String> = crates
         .iter()
         .filter(|c| !meta.packages.iter().any(|p| p.name == c.name))
@@ -159,7 +139,7 @@ pub fn build(root: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    let meta = metadata(root)?;
+    let meta = util::metadata(root)?;
     check_members(root, &crates, &meta)?;
     if std::env::var_os("RUSTFLAGS").is_some() {
         println!(

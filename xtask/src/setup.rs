@@ -95,6 +95,7 @@ fn ensure_targets(toolchain: &str) -> Result<()> {
 }
 
 fn ensure_components(toolchain: &str) -> Result<()> {
+    let host = host_triple(toolchain)?;
     let installed = util::output(rustup().args([
         "component",
         "list",
@@ -104,12 +105,11 @@ fn ensure_components(toolchain: &str) -> Result<()> {
     ]))?;
     for &component in COMPONENTS {
         // Installed components are listed as `name` or `name-<host triple>`.
-        let present = installed.lines().map(str::trim).any(|line| {
-            line == component
-                || line
-                    .strip_prefix(component)
-                    .is_some_and(|rest| rest.starts_with('-') && rest.contains("-unknown-"))
-        });
+        let with_host = format!("{component}-{host}");
+        let present = installed
+            .lines()
+            .map(str::trim)
+            .any(|line| line == component || line == with_host);
         if !present {
             util::run(rustup().args(["component", "add", "--toolchain", toolchain, component]))
                 .with_context(|| format!("rustup refused to add component {component}"))?;
@@ -117,6 +117,16 @@ fn ensure_components(toolchain: &str) -> Result<()> {
         report(&format!("rustup component {component}"), !present);
     }
     Ok(())
+}
+
+/// The toolchain's host triple, from `rustc -vV`.
+fn host_triple(toolchain: &str) -> Result<String> {
+    let version = util::output(rustup().args(["run", toolchain, "rustc", "-vV"]))?;
+    version
+        .lines()
+        .find_map(|line| line.strip_prefix("host: "))
+        .map(|h| h.trim().to_owned())
+        .context("`rustc -vV` printed no host triple")
 }
 
 /// The installed cargo-deny version, if any (`cargo deny --version` prints `cargo-deny X.Y.Z`).
@@ -206,4 +216,24 @@ fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
 
 fn is_root() -> bool {
     util::output(Command::new("id").arg("-u")).is_ok_and(|uid| uid.trim() == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_pinned_toolchain() {
+        let channel = pinned_toolchain(&util::workspace_root()).unwrap();
+        assert!(!channel.is_empty());
+    }
+
+    #[test]
+    fn dpkg_check_tells_installed_from_missing() {
+        if !util::on_path("dpkg-query") {
+            return;
+        }
+        assert!(dpkg_installed("dpkg"));
+        assert!(!dpkg_installed("weir-no-such-package"));
+    }
 }

@@ -18,7 +18,13 @@ pub fn run(root: &Path) -> Result<()> {
     let mut timings: Vec<(&'static str, Duration)> = Vec::new();
     let result = run_steps(root, &mut timings);
     print_timings(&timings);
-    result
+    let counts = result?;
+    // The last line: a plain summary that CI log readers recognise.
+    println!(
+        "tests: {} passed, {} failed, {} skipped",
+        counts.passed, counts.failed, counts.ignored
+    );
+    Ok(())
 }
 
 fn step(
@@ -33,7 +39,7 @@ fn step(
     result.with_context(|| format!("`cargo xtask test` failed at step `{name}`"))
 }
 
-fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result<()> {
+fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result<TestCounts> {
     step(timings, "setup", || setup::run(root))?;
     step(timings, "fmt", || {
         util::run(util::cargo(root).args(["fmt", "--all", "--check"]))
@@ -66,14 +72,52 @@ fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result
         util::run(util::cargo(root).args(["deny", "check", "licenses", "bans", "sources"]))
     })?;
     step(timings, "build-policies", || policies::build(root))?;
+    let mut counts = TestCounts::default();
     step(timings, "cargo test", || {
-        util::run(
+        let out = util::run_tee(
             util::cargo(root)
                 .args(["test", "--workspace"])
                 .env("WEIR_POLICY_DIR", policies::output_dir(root)),
-        )
+        )?;
+        counts = TestCounts::parse(&out);
+        Ok(())
     })?;
-    Ok(())
+    Ok(counts)
+}
+
+/// Test counts summed over every `test result:` line cargo test printed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct TestCounts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl TestCounts {
+    fn parse(output: &str) -> Self {
+        let mut counts = Self::default();
+        for line in output.lines() {
+            let Some(rest) = line.trim().strip_prefix("test result: ") else {
+                continue;
+            };
+            // "ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in ..."
+            let rest = rest.split_once(". ").map_or(rest, |(_, r)| r);
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace();
+                let (Some(n), Some(what)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<u64>() else { continue };
+                match what {
+                    "passed" => counts.passed += n,
+                    "failed" => counts.failed += n,
+                    "ignored" => counts.ignored += n,
+                    _ => {}
+                }
+            }
+        }
+        counts
+    }
 }
 
 fn print_timings(timings: &[(&'static str, Duration)]) {
@@ -86,4 +130,25 @@ fn print_timings(timings: &[(&'static str, Duration)]) {
         println!("  {name:<24} {:>8.1} s", elapsed.as_secs_f64());
     }
     println!("  {:<24} {:>8.1} s", "total", total.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_cargo_test_results() {
+        let out = "running 3 tests\n\
+            test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s\n\
+            test result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+            test result: FAILED. 5 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1.2s\n";
+        assert_eq!(
+            TestCounts::parse(out),
+            TestCounts {
+                passed: 8,
+                failed: 2,
+                ignored: 1
+            }
+        );
+    }
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
+use serde::Deserialize;
 
 /// The workspace root: the parent of this crate's manifest directory.
 pub fn workspace_root() -> PathBuf {
@@ -89,4 +90,58 @@ pub fn on_path(program: &str) -> bool {
             candidate.is_file()
         })
     })
+}
+
+/// Like [`run`], but also returns what the command printed on stdout (which is still shown
+/// as it comes). Fails if it cannot start or exits non-zero.
+pub fn run_tee(cmd: &mut Command) -> Result<String> {
+    use std::io::{BufRead, BufReader, Write};
+
+    let line = display(cmd);
+    println!("$ {line}");
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not start `{line}` (is it installed and on PATH?)"))?;
+    let mut captured = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let mut out = std::io::stdout().lock();
+        for read in BufReader::new(stdout).lines() {
+            let text = read.with_context(|| format!("reading the output of `{line}`"))?;
+            writeln!(out, "{text}").context("writing to stdout")?;
+            captured.push_str(&text);
+            captured.push('\n');
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for `{line}`"))?;
+    if !status.success() {
+        bail!("`{line}` failed ({status})");
+    }
+    Ok(captured)
+}
+
+/// What xtask reads from `cargo metadata --no-deps`.
+#[derive(Debug, Deserialize)]
+pub struct Metadata {
+    /// The workspace members.
+    pub packages: Vec<MetadataPackage>,
+    /// The effective target directory (honours `CARGO_TARGET_DIR` and cargo config).
+    pub target_directory: PathBuf,
+}
+
+/// What xtask reads from `cargo metadata --no-deps`.
+/// A workspace member in `cargo metadata` output.
+#[derive(Debug, Deserialize)]
+pub struct MetadataPackage {
+    /// The package name.
+    pub name: String,
+}
+
+/// `cargo metadata --no-deps`: the workspace's packages and its effective target directory.
+pub fn metadata(root: &Path) -> Result<Metadata> {
+    let json = output(cargo(root).args(["metadata", "--no-deps", "--format-version", "1"]))
+        .context("reading the workspace with `cargo metadata`")?;
+    serde_json::from_str(&json).context("parsing `cargo metadata` output")
 }
