@@ -38,13 +38,30 @@ fn inspect(path: &std::path::Path) -> anyhow::Result<()> {
     let module = PolicyModule::compile(&engine, &path.display().to_string(), &bytes)?;
     let m = module.manifest();
     println!("policy    {} ({:?})", m.name, m.kind);
-    println!("module    {} bytes, sha256 {}", module.size(), module.sha256_hex());
-    println!("compiled  {:.1} ms", module.compile_time().as_secs_f64() * 1e3);
+    println!(
+        "module    {} bytes, sha256 {}",
+        module.size(),
+        module.sha256_hex()
+    );
+    println!(
+        "compiled  {:.1} ms",
+        module.compile_time().as_secs_f64() * 1e3
+    );
     for c in &m.reads {
-        println!("reads     {}: {}{}", c.name, c.ty, if c.optional { " (optional)" } else { "" });
+        println!(
+            "reads     {}: {}{}",
+            c.name,
+            c.ty,
+            if c.optional { " (optional)" } else { "" }
+        );
     }
     for c in &m.writes {
-        println!("writes    {}: {}{}", c.name, c.ty, if c.optional { " (nullable)" } else { "" });
+        println!(
+            "writes    {}: {}{}",
+            c.name,
+            c.ty,
+            if c.optional { " (nullable)" } else { "" }
+        );
     }
     if !m.writes.is_empty() {
         println!("passthrough {:?}", m.passthrough);

@@ -75,7 +75,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("limits", &self.inner.limits).finish_non_exhaustive()
+        f.debug_struct("Engine")
+            .field("limits", &self.inner.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,11 +87,20 @@ impl Engine {
     /// # Errors
     /// When wasmtime refuses the configuration, or the ticker thread cannot start.
     pub fn new(limits: Limits) -> Result<Self, EngineError> {
-        let wasmtime = wasmtime::Engine::new(&Self::config(&limits))
-            .map_err(|e| EngineError::Config { source: e.into_boxed_dyn_error() })?;
+        let wasmtime =
+            wasmtime::Engine::new(&Self::config(&limits)).map_err(|e| EngineError::Config {
+                source: e.into_boxed_dyn_error(),
+            })?;
         let linker = imports::base_linker(&wasmtime)?;
         let ticker = Self::start_ticker(&wasmtime, &limits)?;
-        Ok(Self { inner: Arc::new(Inner { wasmtime, linker, limits, _ticker: ticker }) })
+        Ok(Self {
+            inner: Arc::new(Inner {
+                wasmtime,
+                linker,
+                limits,
+                _ticker: ticker,
+            }),
+        })
     }
 
     fn config(limits: &Limits) -> Config {
@@ -132,7 +143,10 @@ impl Engine {
                 }
             })
             .map_err(|source| EngineError::Ticker { source })?;
-        Ok(Ticker { stop, thread: Some(thread) })
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// The wasmtime engine.

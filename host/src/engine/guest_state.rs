@@ -38,7 +38,12 @@ impl GuestState {
 
     /// State for a new instance of `policy`.
     #[must_use]
-    pub fn new(policy: &str, memory_cap: usize, table_cap: usize, max_message_bytes: usize) -> Self {
+    pub fn new(
+        policy: &str,
+        memory_cap: usize,
+        table_cap: usize,
+        max_message_bytes: usize,
+    ) -> Self {
         Self {
             memory_cap,
             table_cap,
@@ -71,7 +76,10 @@ impl ResourceLimiter for GuestState {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.memory_cap {
-            let hit = MemoryCapExceeded { desired, cap: self.memory_cap };
+            let hit = MemoryCapExceeded {
+                desired,
+                cap: self.memory_cap,
+            };
             self.memory_cap_hit = Some(hit);
             // Trap right away: a policy that runs out of its budget is stopped, not left to
             // limp on with a failed allocation.

@@ -64,8 +64,12 @@ fn read_guest(caller: &mut Caller<'_, GuestState>, ptr: i32, len: i32) -> Option
 
 /// Writes `bytes` at `ptr` of the caller's memory; `false` when out of bounds.
 fn write_guest(caller: &mut Caller<'_, GuestState>, ptr: i32, bytes: &[u8]) -> bool {
-    let Some(memory) = memory(caller) else { return false };
-    let Ok(start) = usize::try_from(ptr.cast_unsigned()) else { return false };
+    let Some(memory) = memory(caller) else {
+        return false;
+    };
+    let Ok(start) = usize::try_from(ptr.cast_unsigned()) else {
+        return false;
+    };
     memory.write(&mut *caller, start, bytes).is_ok()
 }
 
@@ -97,13 +101,14 @@ fn guest_log(caller: &mut Caller<'_, GuestState>, level: i32, bytes: &[u8]) {
 }
 
 fn define<F>(result: wasmtime::Result<F>, name: &'static str) -> Result<(), EngineError> {
-    result.map(drop).map_err(|e| EngineError::HostFunction { name, source: e.into_boxed_dyn_error() })
+    result.map(drop).map_err(|e| EngineError::HostFunction {
+        name,
+        source: e.into_boxed_dyn_error(),
+    })
 }
 
 /// Builds the linker every policy module is linked against.
-pub(crate) fn base_linker(
-    engine: &wasmtime::Engine,
-) -> Result<Linker<GuestState>, EngineError> {
+pub(crate) fn base_linker(engine: &wasmtime::Engine) -> Result<Linker<GuestState>, EngineError> {
     let mut linker = Linker::new(engine);
     define_weir(&mut linker)?;
     define_wasi(&mut linker)?;
@@ -147,13 +152,20 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
         linker.func_wrap(
             IMPORT_WASI,
             "fd_write",
-            |mut caller: Caller<'_, GuestState>, fd: i32, iovs: i32, iovs_len: i32, nwritten: i32| {
+            |mut caller: Caller<'_, GuestState>,
+             fd: i32,
+             iovs: i32,
+             iovs_len: i32,
+             nwritten: i32| {
                 if fd != 1 && fd != 2 {
                     return ERRNO_BADF;
                 }
-                let Ok(count) = u32::try_from(iovs_len) else { return ERRNO_INVAL };
-                let Some(table) =
-                    count.checked_mul(8).and_then(|n| read_guest(&mut caller, iovs, n.cast_signed()))
+                let Ok(count) = u32::try_from(iovs_len) else {
+                    return ERRNO_INVAL;
+                };
+                let Some(table) = count
+                    .checked_mul(8)
+                    .and_then(|n| read_guest(&mut caller, iovs, n.cast_signed()))
                 else {
                     return ERRNO_FAULT;
                 };
@@ -169,7 +181,11 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
                     let room = caller.data().max_message_bytes.saturating_sub(text.len());
                     text.extend_from_slice(&bytes[..bytes.len().min(room)]);
                 }
-                let level = if fd == 2 { weir_abi::LOG_WARN } else { weir_abi::LOG_INFO };
+                let level = if fd == 2 {
+                    weir_abi::LOG_WARN
+                } else {
+                    weir_abi::LOG_INFO
+                };
                 guest_log(&mut caller, level, &text);
                 write_u32s(&mut caller, &[(nwritten, total)])
             },
@@ -190,9 +206,11 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
     }
     for name in ["environ_get", "args_get"] {
         define(
-            linker.func_wrap(IMPORT_WASI, name, |_: Caller<'_, GuestState>, _: i32, _: i32| {
-                ERRNO_SUCCESS
-            }),
+            linker.func_wrap(
+                IMPORT_WASI,
+                name,
+                |_: Caller<'_, GuestState>, _: i32, _: i32| ERRNO_SUCCESS,
+            ),
             name,
         )?;
     }
@@ -201,10 +219,18 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
             IMPORT_WASI,
             "random_get",
             |mut caller: Caller<'_, GuestState>, buf: i32, len: i32| {
-                let Some(memory) = memory(&mut caller) else { return ERRNO_FAULT };
-                let Ok(start) = usize::try_from(buf.cast_unsigned()) else { return ERRNO_FAULT };
-                let Ok(len) = usize::try_from(len.cast_unsigned()) else { return ERRNO_FAULT };
-                let Some(end) = start.checked_add(len) else { return ERRNO_FAULT };
+                let Some(memory) = memory(&mut caller) else {
+                    return ERRNO_FAULT;
+                };
+                let Ok(start) = usize::try_from(buf.cast_unsigned()) else {
+                    return ERRNO_FAULT;
+                };
+                let Ok(len) = usize::try_from(len.cast_unsigned()) else {
+                    return ERRNO_FAULT;
+                };
+                let Some(end) = start.checked_add(len) else {
+                    return ERRNO_FAULT;
+                };
                 let Some(dest) = memory.data_mut(&mut caller).get_mut(start..end) else {
                     return ERRNO_FAULT;
                 };
@@ -223,7 +249,9 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
             |mut caller: Caller<'_, GuestState>, id: i32, _precision: i64, out: i32| {
                 let nanos = match id {
                     // realtime
-                    0 => SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default(),
+                    0 => SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap_or_default(),
                     // monotonic
                     1 => monotonic_origin().elapsed(),
                     _ => return ERRNO_INVAL,
@@ -256,7 +284,9 @@ fn define_wasi(linker: &mut Linker<GuestState>) -> Result<(), EngineError> {
         "clock_res_get",
     )?;
     define(
-        linker.func_wrap(IMPORT_WASI, "sched_yield", |_: Caller<'_, GuestState>| ERRNO_SUCCESS),
+        linker.func_wrap(IMPORT_WASI, "sched_yield", |_: Caller<'_, GuestState>| {
+            ERRNO_SUCCESS
+        }),
         "sched_yield",
     )?;
     define(

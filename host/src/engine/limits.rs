@@ -53,7 +53,9 @@ impl Limits {
     #[must_use]
     pub fn ticks(&self, deadline: Duration) -> u64 {
         let tick = self.tick.as_nanos().max(1);
-        u64::try_from(deadline.as_nanos().div_ceil(tick)).unwrap_or(u64::MAX).max(1)
+        u64::try_from(deadline.as_nanos().div_ceil(tick))
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 }
 

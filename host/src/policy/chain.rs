@@ -90,7 +90,11 @@ impl PolicyChain {
 
     /// Appends a policy.
     pub fn push(&mut self, runner: PolicyRunner, fail_mode: FailMode) {
-        self.policies.push(ChainPolicy { runner, fail_mode, stats: PolicyStats::default() });
+        self.policies.push(ChainPolicy {
+            runner,
+            fail_mode,
+            stats: PolicyStats::default(),
+        });
     }
 
     /// The policies, in order.

@@ -28,20 +28,44 @@ pub(crate) struct PolicyInstance {
 }
 
 /// Turns a failed call into a typed error, using what the guest reported before it stopped.
-fn classify(err: wasmtime::Error, state: &GuestState, phase: Phase, deadline: Duration) -> PolicyError {
-    if let Some(hit) = err.downcast_ref::<MemoryCapExceeded>().or(state.memory_cap_hit.as_ref()) {
-        return PolicyError::MemoryLimit { phase, desired: hit.desired, cap: hit.cap };
+fn classify(
+    err: wasmtime::Error,
+    state: &GuestState,
+    phase: Phase,
+    deadline: Duration,
+) -> PolicyError {
+    if let Some(hit) = err
+        .downcast_ref::<MemoryCapExceeded>()
+        .or(state.memory_cap_hit.as_ref())
+    {
+        return PolicyError::MemoryLimit {
+            phase,
+            desired: hit.desired,
+            cap: hit.cap,
+        };
     }
     if let Some(exit) = err.downcast_ref::<GuestExit>() {
-        return PolicyError::Fault { phase, reason: exit.to_string() };
+        return PolicyError::Fault {
+            phase,
+            reason: exit.to_string(),
+        };
     }
     match err.downcast_ref::<Trap>() {
         Some(Trap::Interrupt) => PolicyError::TimeLimit { phase, deadline },
         Some(trap) => match &state.panic_message {
-            Some(message) => PolicyError::Panic { phase, message: message.clone() },
-            None => PolicyError::Fault { phase, reason: trap.to_string() },
+            Some(message) => PolicyError::Panic {
+                phase,
+                message: message.clone(),
+            },
+            None => PolicyError::Fault {
+                phase,
+                reason: trap.to_string(),
+            },
         },
-        None => PolicyError::Fault { phase, reason: format!("{err:#}") },
+        None => PolicyError::Fault {
+            phase,
+            reason: format!("{err:#}"),
+        },
     }
 }
 
@@ -61,9 +85,11 @@ impl PolicyInstance {
         let missing = |name: &str, e: wasmtime::Error| PolicyError::Instantiate {
             reason: format!("export `{name}`: {e:#}"),
         };
-        let memory = instance.get_memory(&mut store, EXPORT_MEMORY).ok_or_else(|| {
-            PolicyError::Instantiate { reason: format!("no `{EXPORT_MEMORY}` export") }
-        })?;
+        let memory = instance
+            .get_memory(&mut store, EXPORT_MEMORY)
+            .ok_or_else(|| PolicyError::Instantiate {
+                reason: format!("no `{EXPORT_MEMORY}` export"),
+            })?;
         let abi_version = instance
             .get_typed_func::<(), i32>(&mut store, EXPORT_ABI_VERSION)
             .map_err(|e| missing(EXPORT_ABI_VERSION, e))?;
@@ -83,24 +109,39 @@ impl PolicyInstance {
             let initialize = instance
                 .get_typed_func::<(), ()>(&mut store, EXPORT_INITIALIZE)
                 .map_err(|e| missing(EXPORT_INITIALIZE, e))?;
-            initialize.call(&mut store, ()).map_err(|e| fail(e, &store))?;
+            initialize
+                .call(&mut store, ())
+                .map_err(|e| fail(e, &store))?;
         }
-        let version = abi_version.call(&mut store, ()).map_err(|e| fail(e, &store))?;
+        let version = abi_version
+            .call(&mut store, ())
+            .map_err(|e| fail(e, &store))?;
         if version.cast_unsigned() != ABI_VERSION {
             return Err(PolicyError::Instantiate {
                 reason: format!("guest speaks ABI version {version}, the host {ABI_VERSION}"),
             });
         }
         let limits = engine.limits().clone();
-        let mut this =
-            Self { store, memory, alloc, free, process, arena: None, batch_seq: 0, limits };
+        let mut this = Self {
+            store,
+            memory,
+            alloc,
+            free,
+            process,
+            arena: None,
+            batch_seq: 0,
+            limits,
+        };
         let len = i32::try_from(params.len()).map_err(|_| PolicyError::Config {
             message: format!("parameter blob of {} bytes is too large", params.len()),
         })?;
         let ptr = this.guest_alloc(params.len(), 1, Phase::Init)?;
         this.memory
             .write(&mut this.store, ptr as usize, params)
-            .map_err(|e| PolicyError::Fault { phase: Phase::Init, reason: e.to_string() })?;
+            .map_err(|e| PolicyError::Fault {
+                phase: Phase::Init,
+                reason: e.to_string(),
+            })?;
         let result_ptr = init
             .call(&mut this.store, (ptr.cast_signed(), len))
             .map_err(|e| fail(e, &this.store))?;
@@ -109,7 +150,11 @@ impl PolicyInstance {
             let message = this.message(&result);
             return Err(match result.status {
                 status::BAD_CONFIG => PolicyError::Config { message },
-                code => PolicyError::Guest { phase: Phase::Init, status: code, message },
+                code => PolicyError::Guest {
+                    phase: Phase::Init,
+                    status: code,
+                    message,
+                },
             });
         }
         Ok(this)
@@ -181,12 +226,19 @@ impl PolicyInstance {
             // `cap` came from a successful allocation, so it fits in an i32.
             let cap = i32::try_from(cap).unwrap_or(i32::MAX);
             self.free
-                .call(&mut self.store, (ptr.cast_signed(), cap, BUFFER_ALIGN.cast_signed()))
+                .call(
+                    &mut self.store,
+                    (ptr.cast_signed(), cap, BUFFER_ALIGN.cast_signed()),
+                )
                 .map_err(|e| classify(e, self.store.data(), Phase::Batch, deadline))?;
         }
         // Grow geometrically so that slowly growing batches do not reallocate every time.
         let cap = size.max(64 << 10).next_power_of_two();
-        let cap = if cap > self.limits.memory_bytes { size } else { cap };
+        let cap = if cap > self.limits.memory_bytes {
+            size
+        } else {
+            cap
+        };
         let ptr = self.guest_alloc(cap, BUFFER_ALIGN, Phase::Batch)?;
         self.arena = Some((ptr, cap));
         Ok((ptr, cap))
@@ -203,10 +255,15 @@ impl PolicyInstance {
         let row_preserving = manifest.is_row_preserving();
         let filter = manifest.kind == weir_abi::PolicyKind::Filter;
         let rows = plan.num_rows();
-        let morsel = if row_preserving { plan.morsel_rows(limits.morsel_bytes) } else { rows.max(1) };
+        let morsel = if row_preserving {
+            plan.morsel_rows(limits.morsel_bytes)
+        } else {
+            rows.max(1)
+        };
         let mut assembler =
             OutputAssembler::new(&module.declared().outputs, filter, row_preserving, rows);
-        self.store.set_epoch_deadline(limits.ticks(limits.batch_deadline));
+        self.store
+            .set_epoch_deadline(limits.ticks(limits.batch_deadline));
         self.store.data_mut().begin_call();
         let deadline = limits.batch_deadline;
         let mut off = 0;
@@ -214,7 +271,8 @@ impl PolicyInstance {
             let len = morsel.min(rows - off);
             let (base, _cap) = self.ensure_arena(plan.arena_size(off, len))?;
             let size = plan.arena_size(off, len);
-            let arena = &mut self.memory.data_mut(&mut self.store)[base as usize..base as usize + size];
+            let arena =
+                &mut self.memory.data_mut(&mut self.store)[base as usize..base as usize + size];
             let desc = plan
                 .write(arena, base, off, len, self.batch_seq)
                 .map_err(PolicyError::Input)?;
@@ -225,14 +283,29 @@ impl PolicyInstance {
             let result = self.read_result(result_ptr, Phase::Batch)?;
             if result.status != status::OK {
                 let message = self.message(&result);
-                return Err(PolicyError::Guest { phase: Phase::Batch, status: result.status, message });
+                return Err(PolicyError::Guest {
+                    phase: Phase::Batch,
+                    status: result.status,
+                    message,
+                });
             }
             assembler
-                .add(self.memory.data(&self.store), result_ptr.cast_unsigned(), &result, len)
-                .map_err(|error| PolicyError::BadOutput { phase: Phase::Batch, error })?;
+                .add(
+                    self.memory.data(&self.store),
+                    result_ptr.cast_unsigned(),
+                    &result,
+                    len,
+                )
+                .map_err(|error| PolicyError::BadOutput {
+                    phase: Phase::Batch,
+                    error,
+                })?;
             off += len;
         }
         self.batch_seq += 1;
-        assembler.finish().map_err(|error| PolicyError::BadOutput { phase: Phase::Batch, error })
+        assembler.finish().map_err(|error| PolicyError::BadOutput {
+            phase: Phase::Batch,
+            error,
+        })
     }
 }

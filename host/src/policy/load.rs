@@ -146,7 +146,10 @@ fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
     let mut exports = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.map_err(malformed)? {
-            Payload::Version { encoding: wasmparser::Encoding::Component, .. } => {
+            Payload::Version {
+                encoding: wasmparser::Encoding::Component,
+                ..
+            } => {
                 return Err(LoadErrorKind::Malformed {
                     reason: "a component, not a core module".into(),
                 });
@@ -191,7 +194,9 @@ fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
                 }
                 Ok(())
             }
-            _ => Err(refuse("policies may import only from `weir` and `wasi_snapshot_preview1`")),
+            _ => Err(refuse(
+                "policies may import only from `weir` and `wasi_snapshot_preview1`",
+            )),
         }
     }
     let manifest = manifest.ok_or(LoadErrorKind::MissingManifest)?;
@@ -212,7 +217,9 @@ fn check_exports(module: &Module, names: &[String]) -> Result<bool, LoadErrorKin
         if !names.iter().any(|n| n == name) {
             return Err(LoadErrorKind::MissingExport { name });
         }
-        module.get_export(name).ok_or(LoadErrorKind::MissingExport { name })
+        module
+            .get_export(name)
+            .ok_or(LoadErrorKind::MissingExport { name })
     };
     match find(EXPORT_MEMORY)? {
         ExternType::Memory(m) if !m.is_64() && !m.is_shared() => {}
@@ -230,12 +237,18 @@ fn check_exports(module: &Module, names: &[String]) -> Result<bool, LoadErrorKin
             ExternType::Func(f) => {
                 f.params().len() == params
                     && f.results().len() == results
-                    && f.params().chain(f.results()).all(|t| matches!(t, ValType::I32))
+                    && f.params()
+                        .chain(f.results())
+                        .all(|t| matches!(t, ValType::I32))
             }
             _ => false,
         };
         if !ok {
-            return Err(LoadErrorKind::BadExport { name, expected, found: format!("{ty:?}") });
+            return Err(LoadErrorKind::BadExport {
+                name,
+                expected,
+                found: format!("{ty:?}"),
+            });
         }
     }
     Ok(match module.get_export(EXPORT_INITIALIZE) {
@@ -258,28 +271,39 @@ impl PolicyModule {
     /// # Errors
     /// A [`LoadError`] naming `label` and the first check that failed.
     pub fn compile(engine: &Engine, label: &str, bytes: &[u8]) -> Result<Self, LoadError> {
-        Self::compile_inner(engine, bytes)
-            .map_err(|kind| LoadError { module: label.to_owned(), kind })
+        Self::compile_inner(engine, bytes).map_err(|kind| LoadError {
+            module: label.to_owned(),
+            kind,
+        })
     }
 
     fn compile_inner(engine: &Engine, bytes: &[u8]) -> Result<Self, LoadErrorKind> {
         let cap = engine.limits().max_module_bytes;
         if bytes.len() > cap {
-            return Err(LoadErrorKind::TooLarge { size: bytes.len(), cap });
+            return Err(LoadErrorKind::TooLarge {
+                size: bytes.len(),
+                cap,
+            });
         }
         let inspection = inspect(bytes)?;
         let started = Instant::now();
-        let module = Module::from_binary(engine.wasmtime(), bytes)
-            .map_err(|e| LoadErrorKind::Compile { source: e.into_boxed_dyn_error() })?;
+        let module =
+            Module::from_binary(engine.wasmtime(), bytes).map_err(|e| LoadErrorKind::Compile {
+                source: e.into_boxed_dyn_error(),
+            })?;
         let compile_time = started.elapsed();
         let has_initialize = check_exports(&module, &inspection.exports)?;
         let mut linker = engine.linker().clone();
         linker
             .define_unknown_imports_as_traps(&module)
-            .map_err(|e| LoadErrorKind::Link { source: e.into_boxed_dyn_error() })?;
+            .map_err(|e| LoadErrorKind::Link {
+                source: e.into_boxed_dyn_error(),
+            })?;
         let pre = linker
             .instantiate_pre(&module)
-            .map_err(|e| LoadErrorKind::Link { source: e.into_boxed_dyn_error() })?;
+            .map_err(|e| LoadErrorKind::Link {
+                source: e.into_boxed_dyn_error(),
+            })?;
         tracing::debug!(
             policy = %inspection.manifest.name,
             bytes = bytes.len(),
@@ -379,11 +403,14 @@ impl CompileTask {
             Ok(result) => result.map(Arc::new),
             Err(mpsc::RecvTimeoutError::Timeout) => Err(LoadError {
                 module: self.label,
-                kind: LoadErrorKind::CompileTimeout { timeout: self.timeout },
+                kind: LoadErrorKind::CompileTimeout {
+                    timeout: self.timeout,
+                },
             }),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(LoadError { module: self.label, kind: LoadErrorKind::CompilerGone })
-            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(LoadError {
+                module: self.label,
+                kind: LoadErrorKind::CompilerGone,
+            }),
         }
     }
 
@@ -407,16 +434,22 @@ impl CompileTask {
 pub fn compile_in_background(engine: &Engine, label: &str, bytes: Vec<u8>) -> CompileTask {
     let (tx, rx) = mpsc::sync_channel(1);
     let timeout = engine.limits().compile_timeout;
-    let spawned = std::thread::Builder::new().name(format!("weir-compile-{label}")).spawn({
-        let engine = engine.clone();
-        let label = label.to_owned();
-        move || {
-            // The receiver may have given up (timeout); nothing to do then.
-            let _ = tx.send(PolicyModule::compile(&engine, &label, &bytes));
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name(format!("weir-compile-{label}"))
+        .spawn({
+            let engine = engine.clone();
+            let label = label.to_owned();
+            move || {
+                // The receiver may have given up (timeout); nothing to do then.
+                let _ = tx.send(PolicyModule::compile(&engine, &label, &bytes));
+            }
+        });
     if let Err(e) = spawned {
         tracing::error!(module = label, error = %e, "cannot spawn a compile thread");
     }
-    CompileTask { label: label.to_owned(), timeout, rx }
+    CompileTask {
+        label: label.to_owned(),
+        timeout,
+        rx,
+    }
 }

@@ -41,9 +41,17 @@ impl PolicyRunner {
     /// # Errors
     /// When the first instance cannot be created and initialized.
     pub fn new(module: Arc<PolicyModule>, params: Vec<u8>) -> Result<Self, PolicyError> {
-        let params = if params.is_empty() { b"{}".to_vec() } else { params };
+        let params = if params.is_empty() {
+            b"{}".to_vec()
+        } else {
+            params
+        };
         let instance = PolicyInstance::new(&module, &params)?;
-        Ok(Self { module, params, instance: Some(instance) })
+        Ok(Self {
+            module,
+            params,
+            instance: Some(instance),
+        })
     }
 
     /// The module this runner runs.
@@ -69,7 +77,8 @@ impl PolicyRunner {
     /// # Errors
     /// Any [`PolicyError`]. The batch is untouched; the caller decides its fate (fail mode).
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch, PolicyError> {
-        let plan = InputPlan::new(&self.module.declared().inputs, batch).map_err(PolicyError::Input)?;
+        let plan =
+            InputPlan::new(&self.module.declared().inputs, batch).map_err(PolicyError::Input)?;
         if batch.num_rows() == 0 {
             return self.assemble(batch, None);
         }
@@ -126,13 +135,22 @@ impl PolicyRunner {
             return Ok(batch.clone());
         }
         let outputs = &self.module.declared().outputs;
-        let rows = written.as_ref().and_then(|w| w.first()).map_or(batch.num_rows(), |c| c.len());
+        let rows = written
+            .as_ref()
+            .and_then(|w| w.first())
+            .map_or(batch.num_rows(), |c| c.len());
         let mut written: Vec<Option<ArrayRef>> = match written {
             Some(cols) => cols.into_iter().map(Some).collect(),
-            None => outputs.iter().map(|d| Some(arrow_array::new_empty_array(&d.data_type))).collect(),
+            None => outputs
+                .iter()
+                .map(|d| Some(arrow_array::new_empty_array(&d.data_type)))
+                .collect(),
         };
-        let by_name: HashMap<&str, usize> =
-            outputs.iter().enumerate().map(|(i, d)| (d.name.as_str(), i)).collect();
+        let by_name: HashMap<&str, usize> = outputs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.as_str(), i))
+            .collect();
         let mut fields: Vec<FieldRef> = Vec::new();
         let mut columns: Vec<ArrayRef> = Vec::new();
         if manifest.passthrough != Passthrough::None {
@@ -157,7 +175,10 @@ impl PolicyRunner {
                 columns.push(col);
             }
         }
-        let schema = Arc::new(Schema::new_with_metadata(fields, batch.schema().metadata().clone()));
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            batch.schema().metadata().clone(),
+        ));
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(schema, columns, &options).map_err(|e| {
             PolicyError::BadOutput {

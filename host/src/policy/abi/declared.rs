@@ -73,7 +73,10 @@ impl DeclaredSchema {
         let convert = |cols: &[ColumnDecl]| -> Result<Vec<_>, ManifestError> {
             cols.iter().map(DeclaredColumn::from_decl).collect()
         };
-        Ok(Self { inputs: convert(&manifest.reads)?, outputs: convert(&manifest.writes)? })
+        Ok(Self {
+            inputs: convert(&manifest.reads)?,
+            outputs: convert(&manifest.writes)?,
+        })
     }
 }
 
@@ -122,7 +125,10 @@ mod tests {
             ("float32", DataType::Float32),
             ("utf8", DataType::Utf8),
             ("fixed_size_binary(16)", DataType::FixedSizeBinary(16)),
-            ("timestamp(ns)", DataType::Timestamp(ArrowTimeUnit::Nanosecond, None)),
+            (
+                "timestamp(ns)",
+                DataType::Timestamp(ArrowTimeUnit::Nanosecond, None),
+            ),
             (
                 "timestamp(ms, UTC)",
                 DataType::Timestamp(ArrowTimeUnit::Millisecond, Some("UTC".into())),
@@ -130,7 +136,11 @@ mod tests {
             ("date32", DataType::Date32),
         ];
         for (text, expected) in cases {
-            assert_eq!(arrow_type(&weir_abi::parse_type(text).unwrap()), expected, "{text}");
+            assert_eq!(
+                arrow_type(&weir_abi::parse_type(text).unwrap()),
+                expected,
+                "{text}"
+            );
         }
     }
 }

@@ -5,7 +5,6 @@ use arrow_cast::{CastOptions, can_cast_types, cast_with_options};
 use arrow_data::ArrayData;
 use weir_abi::{
     ABI_VERSION, BUFFER_ALIGN, BatchDesc, COLUMN_HAS_VALIDITY, COLUMN_PRESENT, ColumnDesc, TypeId,
-
 };
 
 use super::declared::DeclaredColumn;
@@ -20,7 +19,9 @@ pub enum InputError {
         column: String,
     },
     /// A column's type cannot be cast losslessly to the declared type.
-    #[error("input column `{column}` is {found}, and cannot be cast losslessly to {declared}: {reason}")]
+    #[error(
+        "input column `{column}` is {found}, and cannot be cast losslessly to {declared}: {reason}"
+    )]
     Type {
         /// Column name.
         column: String,
@@ -68,7 +69,9 @@ fn project(decl: &DeclaredColumn, batch: &RecordBatch) -> Result<Option<ArrayRef
         return if decl.optional {
             Ok(None)
         } else {
-            Err(InputError::MissingColumn { column: decl.name.clone() })
+            Err(InputError::MissingColumn {
+                column: decl.name.clone(),
+            })
         };
     };
     if array.data_type() == &decl.data_type {
@@ -83,7 +86,10 @@ fn project(decl: &DeclaredColumn, batch: &RecordBatch) -> Result<Option<ArrayRef
     if !can_cast_types(array.data_type(), &decl.data_type) {
         return Err(type_error("no cast exists".into()));
     }
-    let options = CastOptions { safe: true, ..CastOptions::default() };
+    let options = CastOptions {
+        safe: true,
+        ..CastOptions::default()
+    };
     let cast = cast_with_options(array, &decl.data_type, &options)
         .map_err(|e| type_error(e.to_string()))?;
     if cast.null_count() != array.null_count() {
@@ -130,7 +136,9 @@ fn count_zero_bits(bytes: &[u8], len: usize) -> usize {
 }
 
 fn to_u32(v: usize, what: &str) -> Result<u32, InputError> {
-    u32::try_from(v).map_err(|_| InputError::TooLarge { reason: format!("{what} is {v}") })
+    u32::try_from(v).map_err(|_| InputError::TooLarge {
+        reason: format!("{what} is {v}"),
+    })
 }
 
 impl InputPlan {
@@ -145,7 +153,11 @@ impl InputPlan {
         for decl in inputs {
             let array = project(decl, batch)?;
             let width = decl.type_id.fixed_width().map_or(
-                if decl.type_id == TypeId::FixedSizeBinary { decl.byte_width as usize } else { 0 },
+                if decl.type_id == TypeId::FixedSizeBinary {
+                    decl.byte_width as usize
+                } else {
+                    0
+                },
                 |w| w as usize,
             );
             let data = array.map(|a| a.to_data());
@@ -166,7 +178,11 @@ impl InputPlan {
             });
         }
         to_u32(batch.num_rows(), "the row count")?;
-        Ok(Self { columns, num_rows: batch.num_rows(), bytes_per_row: bytes_per_row.max(1) })
+        Ok(Self {
+            columns,
+            num_rows: batch.num_rows(),
+            bytes_per_row: bytes_per_row.max(1),
+        })
     }
 
     /// Rows in the batch.
@@ -187,7 +203,10 @@ impl InputPlan {
         let offsets = data.buffer::<i32>(0);
         let first = offsets[data.offset() + off];
         let last = offsets[data.offset() + off + len];
-        (usize::try_from(first).unwrap_or(0), usize::try_from(last).unwrap_or(0))
+        (
+            usize::try_from(first).unwrap_or(0),
+            usize::try_from(last).unwrap_or(0),
+        )
     }
 
     /// Bytes of arena needed to write rows `[off, off + len)`.
@@ -248,7 +267,10 @@ impl InputPlan {
                 copy_bits(dest, bits.values(), bits.offset() + off, len);
                 desc.null_count = to_u32(count_zero_bits(dest, len), "the null count")?;
                 desc.flags |= COLUMN_HAS_VALIDITY;
-                desc.validity = weir_abi::BufferRef { ptr: addr(cursor)?, len: to_u32(nbytes, "a bitmap")? };
+                desc.validity = weir_abi::BufferRef {
+                    ptr: addr(cursor)?,
+                    len: to_u32(nbytes, "a bitmap")?,
+                };
                 cursor += align_up(nbytes);
             }
             match col.type_id {
@@ -256,7 +278,10 @@ impl InputPlan {
                     let nbytes = len.div_ceil(8);
                     let values = data.buffers()[0].as_slice();
                     copy_bits(&mut arena[cursor..cursor + nbytes], values, row0, len);
-                    desc.values = weir_abi::BufferRef { ptr: addr(cursor)?, len: to_u32(nbytes, "a bitmap")? };
+                    desc.values = weir_abi::BufferRef {
+                        ptr: addr(cursor)?,
+                        len: to_u32(nbytes, "a bitmap")?,
+                    };
                     cursor += align_up(nbytes);
                 }
                 TypeId::Utf8 | TypeId::Binary => {
@@ -271,19 +296,28 @@ impl InputPlan {
                             chunk.copy_from_slice(&(o - first).to_le_bytes());
                         }
                     }
-                    desc.offsets = weir_abi::BufferRef { ptr: addr(cursor)?, len: to_u32(obytes, "offsets")? };
+                    desc.offsets = weir_abi::BufferRef {
+                        ptr: addr(cursor)?,
+                        len: to_u32(obytes, "offsets")?,
+                    };
                     cursor += align_up(obytes);
                     let (first, last) = Self::var_range(data, off, len);
                     let values = &data.buffers()[1].as_slice()[first..last];
                     arena[cursor..cursor + values.len()].copy_from_slice(values);
-                    desc.values = weir_abi::BufferRef { ptr: addr(cursor)?, len: to_u32(values.len(), "values")? };
+                    desc.values = weir_abi::BufferRef {
+                        ptr: addr(cursor)?,
+                        len: to_u32(values.len(), "values")?,
+                    };
                     cursor += align_up(values.len());
                 }
                 _ => {
                     let w = col.width;
                     let values = &data.buffers()[0].as_slice()[row0 * w..(row0 + len) * w];
                     arena[cursor..cursor + values.len()].copy_from_slice(values);
-                    desc.values = weir_abi::BufferRef { ptr: addr(cursor)?, len: to_u32(values.len(), "values")? };
+                    desc.values = weir_abi::BufferRef {
+                        ptr: addr(cursor)?,
+                        len: to_u32(values.len(), "values")?,
+                    };
                     cursor += align_up(values.len());
                 }
             }

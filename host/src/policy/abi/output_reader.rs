@@ -78,19 +78,29 @@ pub struct OutputError {
 }
 
 fn fail<T>(check: OutputCheck, detail: impl Into<String>) -> Result<T, OutputError> {
-    Err(OutputError { check, detail: detail.into() })
+    Err(OutputError {
+        check,
+        detail: detail.into(),
+    })
 }
 
 /// The bytes of `r` in `mem`, or the check it fails.
 fn region<'m>(mem: &'m [u8], r: BufferRef, what: &str) -> Result<&'m [u8], OutputError> {
     let Some(end) = r.ptr.checked_add(r.len) else {
-        return fail(OutputCheck::Overflow, format!("{what}: {:#x} + {} overflows", r.ptr, r.len));
+        return fail(
+            OutputCheck::Overflow,
+            format!("{what}: {:#x} + {} overflows", r.ptr, r.len),
+        );
     };
     match mem.get(r.ptr as usize..end as usize) {
         Some(bytes) => Ok(bytes),
         None => fail(
             OutputCheck::Bounds,
-            format!("{what}: [{:#x}, {end:#x}) is outside the {}-byte memory", r.ptr, mem.len()),
+            format!(
+                "{what}: [{:#x}, {end:#x}) is outside the {}-byte memory",
+                r.ptr,
+                mem.len()
+            ),
         ),
     }
 }
@@ -157,7 +167,11 @@ impl ColumnAccumulator {
             null_count: 0,
             validity: BooleanBufferBuilder::new(rows),
             values: MutableBuffer::new(if is_var { 0 } else { rows * width }),
-            bits: BooleanBufferBuilder::new(if decl.type_id == TypeId::Boolean { rows } else { 0 }),
+            bits: BooleanBufferBuilder::new(if decl.type_id == TypeId::Boolean {
+                rows
+            } else {
+                0
+            }),
             offsets: if is_var { vec![0] } else { Vec::new() },
             decl,
         }
@@ -181,7 +195,10 @@ impl ColumnAccumulator {
         if desc.len as usize != rows {
             return fail(
                 OutputCheck::RowCount,
-                format!("column `{name}` has {} rows, the result has {rows}", desc.len),
+                format!(
+                    "column `{name}` has {} rows, the result has {rows}",
+                    desc.len
+                ),
             );
         }
         let validity = region(mem, desc.validity, &format!("column `{name}` validity"))?;
@@ -194,7 +211,10 @@ impl ColumnAccumulator {
             } else {
                 fail(
                     OutputCheck::BufferLength,
-                    format!("column `{name}` {what} is {} bytes, must be {want}", buf.len()),
+                    format!(
+                        "column `{name}` {what} is {} bytes, must be {want}",
+                        buf.len()
+                    ),
                 )
             }
         };
@@ -209,7 +229,10 @@ impl ColumnAccumulator {
         if nulls != desc.null_count as usize {
             return fail(
                 OutputCheck::NullCount,
-                format!("column `{name}` says {} nulls, its bitmap has {nulls}", desc.null_count),
+                format!(
+                    "column `{name}` says {} nulls, its bitmap has {nulls}",
+                    desc.null_count
+                ),
             );
         }
         if nulls > 0 && !self.decl.optional {
@@ -244,7 +267,11 @@ impl ColumnAccumulator {
                         ),
                     );
                 }
-                exact(values, usize::try_from(offs[rows]).unwrap_or(usize::MAX), "values")?;
+                exact(
+                    values,
+                    usize::try_from(offs[rows]).unwrap_or(usize::MAX),
+                    "values",
+                )?;
                 if self.decl.type_id == TypeId::Utf8
                     && let Err(e) = std::str::from_utf8(values)
                 {
@@ -254,7 +281,10 @@ impl ColumnAccumulator {
                 let Some(total) = base.checked_add(offs[rows]) else {
                     return fail(
                         OutputCheck::Overflow,
-                        format!("column `{name}` holds more than {} bytes of values", i32::MAX),
+                        format!(
+                            "column `{name}` holds more than {} bytes of values",
+                            i32::MAX
+                        ),
                     );
                 };
                 debug_assert!(total >= base);
@@ -263,7 +293,11 @@ impl ColumnAccumulator {
             }
             _ => {
                 exact(offsets, 0, "offsets")?;
-                let width = self.decl.type_id.fixed_width().unwrap_or(self.decl.byte_width);
+                let width = self
+                    .decl
+                    .type_id
+                    .fixed_width()
+                    .unwrap_or(self.decl.byte_width);
                 exact(values, rows * width as usize, "values")?;
                 self.values.extend_from_slice(values);
             }
@@ -295,7 +329,10 @@ impl ColumnAccumulator {
         // array is dropped without being used.
         let data = unsafe { builder.build_unchecked() };
         if let Err(e) = data.validate_full() {
-            return fail(OutputCheck::ArrowValidation, format!("column `{name}`: {e}"));
+            return fail(
+                OutputCheck::ArrowValidation,
+                format!("column `{name}`: {e}"),
+            );
         }
         Ok(make_array(data))
     }
@@ -337,7 +374,12 @@ impl fmt::Debug for OutputAssembler {
 impl OutputAssembler {
     /// An assembler for a batch of `rows` rows through a policy with these outputs.
     #[must_use]
-    pub fn new(outputs: &[DeclaredColumn], filter: bool, row_preserving: bool, rows: usize) -> Self {
+    pub fn new(
+        outputs: &[DeclaredColumn],
+        filter: bool,
+        row_preserving: bool,
+        rows: usize,
+    ) -> Self {
         Self {
             filter,
             row_preserving,
@@ -345,7 +387,10 @@ impl OutputAssembler {
             num_rows: 0,
             selection: None,
             selected: 0,
-            columns: outputs.iter().map(|d| ColumnAccumulator::new(d.clone(), rows)).collect(),
+            columns: outputs
+                .iter()
+                .map(|d| ColumnAccumulator::new(d.clone(), rows))
+                .collect(),
         }
     }
 
@@ -361,7 +406,11 @@ impl OutputAssembler {
         result: &ResultDesc,
         input_rows: usize,
     ) -> Result<(), OutputError> {
-        let mut regions = vec![(result_ptr, size_of::<ResultDesc>() as u32, "result".to_owned())];
+        let mut regions = vec![(
+            result_ptr,
+            size_of::<ResultDesc>() as u32,
+            "result".to_owned(),
+        )];
         // Selection.
         let selection = region(mem, result.selection, "selection")?;
         if self.filter || !selection.is_empty() {
@@ -369,17 +418,27 @@ impl OutputAssembler {
             if selection.len() != want {
                 return fail(
                     OutputCheck::SelectionLength,
-                    format!("selection is {} bytes, {input_rows} rows need {want}", selection.len()),
+                    format!(
+                        "selection is {} bytes, {input_rows} rows need {want}",
+                        selection.len()
+                    ),
                 );
             }
             let count = count_set_bits(selection, input_rows);
             if self.filter && count != result.num_rows as usize {
                 return fail(
                     OutputCheck::RowCount,
-                    format!("result says {} rows selected, the bitmap selects {count}", result.num_rows),
+                    format!(
+                        "result says {} rows selected, the bitmap selects {count}",
+                        result.num_rows
+                    ),
                 );
             }
-            regions.push((result.selection.ptr, result.selection.len, "selection".to_owned()));
+            regions.push((
+                result.selection.ptr,
+                result.selection.len,
+                "selection".to_owned(),
+            ));
             let builder = self.selection.get_or_insert_with(|| {
                 let mut b = BooleanBufferBuilder::new(self.input_rows + input_rows);
                 b.append_n(self.input_rows, true);
@@ -412,24 +471,49 @@ impl OutputAssembler {
                     format!("result has {rows} rows, the input had {input_rows}"),
                 );
             }
-            let Some(table_len) = result.num_columns.checked_mul(size_of::<ColumnDesc>() as u32)
+            let Some(table_len) = result
+                .num_columns
+                .checked_mul(size_of::<ColumnDesc>() as u32)
             else {
-                return fail(OutputCheck::Overflow, "column descriptor table size overflows");
+                return fail(
+                    OutputCheck::Overflow,
+                    "column descriptor table size overflows",
+                );
             };
-            let table_ref = BufferRef { ptr: result.columns, len: table_len };
+            let table_ref = BufferRef {
+                ptr: result.columns,
+                len: table_len,
+            };
             let table = region(mem, table_ref, "column descriptors")?;
-            regions.push((table_ref.ptr, table_ref.len, "column descriptors".to_owned()));
+            regions.push((
+                table_ref.ptr,
+                table_ref.len,
+                "column descriptors".to_owned(),
+            ));
             let descs: Vec<ColumnDesc> = bytemuck::pod_collect_to_vec(table);
             for (desc, acc) in descs.iter().zip(&self.columns) {
-                for (buf, what) in
-                    [(desc.validity, "validity"), (desc.offsets, "offsets"), (desc.values, "values")]
-                {
-                    regions.push((buf.ptr, buf.len, format!("column `{}` {what}", acc.decl.name)));
+                for (buf, what) in [
+                    (desc.validity, "validity"),
+                    (desc.offsets, "offsets"),
+                    (desc.values, "values"),
+                ] {
+                    regions.push((
+                        buf.ptr,
+                        buf.len,
+                        format!("column `{}` {what}", acc.decl.name),
+                    ));
                 }
             }
             // Bounds first, so that overlap reports only real, in-memory regions.
             for (ptr, len, what) in &regions {
-                region(mem, BufferRef { ptr: *ptr, len: *len }, what)?;
+                region(
+                    mem,
+                    BufferRef {
+                        ptr: *ptr,
+                        len: *len,
+                    },
+                    what,
+                )?;
             }
             check_disjoint(&mut regions)?;
             for (desc, acc) in descs.iter().zip(&mut self.columns) {
@@ -446,14 +530,21 @@ impl OutputAssembler {
     /// # Errors
     /// [`OutputCheck::ArrowValidation`] when Arrow refuses an assembled array.
     pub fn finish(self) -> Result<Assembled, OutputError> {
-        let columns =
-            self.columns.into_iter().map(ColumnAccumulator::finish).collect::<Result<_, _>>()?;
+        let columns = self
+            .columns
+            .into_iter()
+            .map(ColumnAccumulator::finish)
+            .collect::<Result<_, _>>()?;
         let selection = self.selection.map(|mut b| b.finish());
         Ok(Assembled {
             selection,
             selected: self.selected,
             columns,
-            num_rows: if self.filter { self.input_rows } else { self.num_rows },
+            num_rows: if self.filter {
+                self.input_rows
+            } else {
+                self.num_rows
+            },
         })
     }
 }
@@ -466,19 +557,40 @@ mod tests {
     fn regions_are_bounds_and_overflow_checked() {
         let mem = [0u8; 64];
         assert!(region(&mem, BufferRef { ptr: 60, len: 4 }, "x").is_ok());
-        assert_eq!(region(&mem, BufferRef { ptr: 61, len: 4 }, "x").unwrap_err().check, OutputCheck::Bounds);
         assert_eq!(
-            region(&mem, BufferRef { ptr: u32::MAX, len: 2 }, "x").unwrap_err().check,
+            region(&mem, BufferRef { ptr: 61, len: 4 }, "x")
+                .unwrap_err()
+                .check,
+            OutputCheck::Bounds
+        );
+        assert_eq!(
+            region(
+                &mem,
+                BufferRef {
+                    ptr: u32::MAX,
+                    len: 2
+                },
+                "x"
+            )
+            .unwrap_err()
+            .check,
             OutputCheck::Overflow
         );
     }
 
     #[test]
     fn overlapping_regions_are_refused() {
-        let mut ok = vec![(0, 8, "a".to_owned()), (8, 8, "b".to_owned()), (100, 0, "c".to_owned())];
+        let mut ok = vec![
+            (0, 8, "a".to_owned()),
+            (8, 8, "b".to_owned()),
+            (100, 0, "c".to_owned()),
+        ];
         assert!(check_disjoint(&mut ok).is_ok());
         let mut bad = vec![(0, 9, "a".to_owned()), (8, 8, "b".to_owned())];
-        assert_eq!(check_disjoint(&mut bad).unwrap_err().check, OutputCheck::Overlap);
+        assert_eq!(
+            check_disjoint(&mut bad).unwrap_err().check,
+            OutputCheck::Overlap
+        );
     }
 
     #[test]
