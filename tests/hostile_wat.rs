@@ -120,19 +120,29 @@ fn common(shape: Shape, manifest: &str) -> String {
 "#,
     );
     if shape.foreign_import {
-        wat.insert_str(0, r#"  (import "env" "socket_connect" (func (param i32) (result i32)))"#);
+        wat.insert_str(
+            0,
+            r#"  (import "env" "socket_connect" (func (param i32) (result i32)))"#,
+        );
     }
     if shape.looping_start {
         wat.push_str("  (func $spin (loop $l (br $l)))\n  (start $spin)\n");
     }
     if !shape.no_manifest {
-        wat.push_str(&format!("  (@custom \"weir.policy\" \"{}\")\n", manifest.replace('"', "\\\"")));
+        wat.push_str(&format!(
+            "  (@custom \"weir.policy\" \"{}\")\n",
+            manifest.replace('"', "\\\"")
+        ));
     }
     wat
 }
 
 fn process_export(shape: Shape) -> &'static str {
-    if shape.missing_process { "" } else { r#"(export "weir_process")"# }
+    if shape.missing_process {
+        ""
+    } else {
+        r#"(export "weir_process")"#
+    }
 }
 
 /// A filter (no input columns) that keeps every row, except on the magic row counts of

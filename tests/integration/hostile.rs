@@ -16,7 +16,11 @@ fn batch(rows: usize) -> RecordBatch {
 }
 
 fn engine() -> Engine {
-    Engine::new(Limits { memory_bytes: 16 << 20, ..Limits::default() }).unwrap()
+    Engine::new(Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    })
+    .unwrap()
 }
 
 fn runner(engine: &Engine, wat: &str) -> PolicyRunner {
@@ -26,13 +30,21 @@ fn runner(engine: &Engine, wat: &str) -> PolicyRunner {
 
 /// Sends the magic batch, returns its error, then checks a normal batch works in the same slot.
 fn misbehave(runner: &mut PolicyRunner, magic: usize) -> PolicyError {
-    let err = runner.process(&batch(magic)).expect_err("the hostile batch must be refused");
+    let err = runner
+        .process(&batch(magic))
+        .expect_err("the hostile batch must be refused");
     assert!(!runner.is_warm(), "the failed instance must be discarded");
     let ok = runner.process(&batch(100)).expect("the next batch works");
     assert_eq!(ok.num_rows(), 100);
-    assert_eq!(ok.column_by_name("x").unwrap().as_ref(), batch(100).column(0).as_ref());
+    assert_eq!(
+        ok.column_by_name("x").unwrap().as_ref(),
+        batch(100).column(0).as_ref()
+    );
     if let Some(written) = ok.column_by_name("s") {
-        let strings = written.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+        let strings = written
+            .as_any()
+            .downcast_ref::<arrow_array::StringArray>()
+            .unwrap();
         assert!(strings.iter().all(|s| s == Some("")));
     }
     assert!(runner.is_warm());
@@ -40,7 +52,11 @@ fn misbehave(runner: &mut PolicyRunner, magic: usize) -> PolicyError {
 }
 
 fn assert_check(err: &PolicyError, check: OutputCheck) {
-    assert_eq!(err.output_check(), Some(check), "wanted a `{check}` refusal, got: {err}");
+    assert_eq!(
+        err.output_check(),
+        Some(check),
+        "wanted a `{check}` refusal, got: {err}"
+    );
 }
 
 #[test]
@@ -96,7 +112,10 @@ fn transform_output_lies_are_refused_by_name() {
         (transform_magic::WRONG_TYPE, OutputCheck::Schema),
         (transform_magic::OVERLAP, OutputCheck::Overlap),
         (transform_magic::OFFSET_OVERFLOW, OutputCheck::Overflow),
-        (transform_magic::DESCRIPTOR_OUT_OF_BOUNDS, OutputCheck::Bounds),
+        (
+            transform_magic::DESCRIPTOR_OUT_OF_BOUNDS,
+            OutputCheck::Bounds,
+        ),
         (transform_magic::COLUMN_COUNT, OutputCheck::Schema),
     ] {
         let err = misbehave(&mut r, magic);
@@ -110,7 +129,10 @@ fn panic_carries_its_message() {
     let engine = engine();
     let mut r = runner(&engine, &hostile_wat::filter(Shape::default()));
     match misbehave(&mut r, filter_magic::PANIC) {
-        PolicyError::Panic { message, phase: Phase::Batch } => {
+        PolicyError::Panic {
+            message,
+            phase: Phase::Batch,
+        } => {
             assert_eq!(message, "boom: hostile panic");
         }
         other => panic!("wanted a panic, got: {other}"),
@@ -122,7 +144,9 @@ fn error_status_carries_its_message() {
     let engine = engine();
     let mut r = runner(&engine, &hostile_wat::filter(Shape::default()));
     match misbehave(&mut r, filter_magic::STATUS_ERROR) {
-        PolicyError::Guest { message, status, .. } => {
+        PolicyError::Guest {
+            message, status, ..
+        } => {
             assert_eq!(status, weir_abi::status::GUEST_ERROR);
             assert_eq!(message, "guest says no");
         }
@@ -147,13 +171,27 @@ fn load_error(wat: &str) -> LoadErrorKind {
 
 #[test]
 fn missing_exports_are_refused_at_load() {
-    let kind = load_error(&hostile_wat::filter(Shape { missing_process: true, ..Shape::default() }));
-    assert!(matches!(kind, LoadErrorKind::MissingExport { name: "weir_process" }), "{kind}");
+    let kind = load_error(&hostile_wat::filter(Shape {
+        missing_process: true,
+        ..Shape::default()
+    }));
+    assert!(
+        matches!(
+            kind,
+            LoadErrorKind::MissingExport {
+                name: "weir_process"
+            }
+        ),
+        "{kind}"
+    );
 }
 
 #[test]
 fn foreign_imports_are_refused_at_load() {
-    let kind = load_error(&hostile_wat::filter(Shape { foreign_import: true, ..Shape::default() }));
+    let kind = load_error(&hostile_wat::filter(Shape {
+        foreign_import: true,
+        ..Shape::default()
+    }));
     match kind {
         LoadErrorKind::ForbiddenImport { module, name, .. } => {
             assert_eq!((module.as_str(), name.as_str()), ("env", "socket_connect"));
@@ -164,7 +202,10 @@ fn foreign_imports_are_refused_at_load() {
 
 #[test]
 fn modules_without_a_manifest_are_refused_at_load() {
-    let kind = load_error(&hostile_wat::filter(Shape { no_manifest: true, ..Shape::default() }));
+    let kind = load_error(&hostile_wat::filter(Shape {
+        no_manifest: true,
+        ..Shape::default()
+    }));
     assert!(matches!(kind, LoadErrorKind::MissingManifest), "{kind}");
     let kind = load_error("(module)");
     assert!(matches!(kind, LoadErrorKind::MissingManifest), "{kind}");
@@ -177,8 +218,12 @@ fn modules_without_a_manifest_are_refused_at_load() {
 #[test]
 fn a_start_function_that_loops_is_stopped_at_the_init_deadline() {
     let engine = engine();
-    let wat = hostile_wat::filter(Shape { looping_start: true, ..Shape::default() });
-    let module = Arc::new(PolicyModule::compile(&engine, "hostile", &hostile_wat::assemble(&wat)).unwrap());
+    let wat = hostile_wat::filter(Shape {
+        looping_start: true,
+        ..Shape::default()
+    });
+    let module =
+        Arc::new(PolicyModule::compile(&engine, "hostile", &hostile_wat::assemble(&wat)).unwrap());
     let err = PolicyRunner::new(Arc::clone(&module), Vec::new()).unwrap_err();
     assert!(
         matches!(err, PolicyError::TimeLimit { phase: Phase::Init, deadline } if deadline == engine.limits().init_deadline),

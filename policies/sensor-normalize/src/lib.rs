@@ -46,11 +46,7 @@ pub fn valid_percent(p: f64) -> bool {
 
 /// Coalesces the first present, non-null input per row, converted, then nulls impossible
 /// values.
-fn coalesce(
-    batch: &Batch,
-    inputs: &[Input],
-    valid: fn(f64) -> bool,
-) -> Result<Float64Builder> {
+fn coalesce(batch: &Batch, inputs: &[Input], valid: fn(f64) -> bool) -> Result<Float64Builder> {
     let n = batch.num_rows();
     let mut views = Vec::with_capacity(inputs.len());
     for (name, convert) in inputs {
