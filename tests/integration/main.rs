@@ -2,3 +2,5 @@
 //! built from Rust by `cargo xtask build-policies`; hand-written WAT appears only in `hostile`.
 
 mod hostile;
+mod policies;
+mod runtime;
