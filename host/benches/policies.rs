@@ -94,7 +94,7 @@ const HUMIDITY: [Input; 3] = [
 /// The first present source in precedence order, converted, and nulled when outside `[lo, hi]`
 /// or not finite.
 fn coalesce(batch: &RecordBatch, sources: &[Input], lo: f64, hi: f64) -> Float64Array {
-    let cols: Vec<(&Float64Array, fn(f64) -> f64)> = sources
+    let cols: Vec<_> = sources
         .iter()
         .filter_map(|(n, f)| Some((batch.column_by_name(n)?.as_primitive::<Float64Type>(), *f)))
         .collect();

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
-use arrow_schema::{Field, FieldRef, Schema};
+use arrow_schema::{FieldRef, Schema};
 use arrow_select::filter::filter_record_batch;
 use weir_abi::{Passthrough, PolicyKind};
 
@@ -171,7 +171,7 @@ impl PolicyRunner {
         }
         for (decl, col) in outputs.iter().zip(written) {
             if let Some(col) = col {
-                fields.push(Arc::new(Field::from(decl.field())));
+                fields.push(Arc::new(decl.field()));
                 columns.push(col);
             }
         }

@@ -135,7 +135,8 @@ pub const SENSOR_MODELS: [&str; 4] = ["acme-t1", "boreal-f", "cirrus-x", "delta-
 /// `rows` sensor readings from several models that name and scale the same quantities
 /// differently: `temperature_celsius` / `temp_value` (°C), `temp_f` (°F) and `t℃` (°C) for
 /// temperature; `humidity_percent` / `hum` (%) and `rh` (0..1) for humidity. About 1% of rows
-/// carry an impossible value (NaN, below absolute zero, humidity over 100%). Every row also has
+/// carry an impossible value (NaN, below absolute zero, humidity over 100%) and about 1% a
+/// possible but implausible one (90–130 °C). Every row also has
 /// `device_id`, `ts` and a `battery_v` field that no policy knows.
 #[must_use]
 pub fn sensor_batch(rows: usize, seed: u64) -> RecordBatch {
@@ -159,6 +160,8 @@ pub fn sensor_batch(rows: usize, seed: u64) -> RecordBatch {
             0 => celsius = f64::NAN,
             1 => celsius = -300.0,
             2 => humidity = 140.0,
+            // Possible, but outliers for a gateway in a building.
+            3 => celsius = rng.random_range(90.0..130.0),
             _ => {}
         }
         let (t_col, t_val) = match m {

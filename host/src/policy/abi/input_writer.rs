@@ -113,7 +113,7 @@ const COLUMN: usize = size_of::<ColumnDesc>();
 /// unused high bits of the last byte.
 fn copy_bits(dest: &mut [u8], src: &[u8], bit_offset: usize, len: usize) {
     let nbytes = len.div_ceil(8);
-    if bit_offset % 8 == 0 {
+    if bit_offset.is_multiple_of(8) {
         let start = bit_offset / 8;
         dest[..nbytes].copy_from_slice(&src[start..start + nbytes]);
     } else {
@@ -125,7 +125,7 @@ fn copy_bits(dest: &mut [u8], src: &[u8], bit_offset: usize, len: usize) {
             *out = lo | hi;
         }
     }
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         dest[nbytes - 1] &= (1u8 << (len % 8)) - 1;
     }
 }

@@ -128,7 +128,7 @@ pub fn read_message(mem: &[u8], r: BufferRef, cap: usize) -> String {
 fn count_set_bits(bytes: &[u8], len: usize) -> usize {
     let full = len / 8;
     let mut count: usize = bytes[..full].iter().map(|b| b.count_ones() as usize).sum();
-    if len % 8 != 0 {
+    if !len.is_multiple_of(8) {
         count += (bytes[full] & ((1u8 << (len % 8)) - 1)).count_ones() as usize;
     }
     count
