@@ -214,8 +214,9 @@ pub fn transform(shape: Shape) -> String {
     (local.set $n (i32.load offset=4 (local.get $batch)))
     (local.set $obytes (i32.shl (i32.add (local.get $n) (i32.const 1)) (i32.const 2)))
     (memory.fill (i32.const 0x4000) (i32.const 0) (local.get $obytes))
-    ;; ColumnDesc at 0x1100: utf8, n rows, no nulls, offsets at 0x4000, no values.
-    (i32.store offset=0 (i32.const 0x1100) (i32.const 12))
+    ;; ColumnDesc at 0x1100: utf8 (12), PRESENT (flags byte = 1), n rows, no nulls, offsets at
+    ;; 0x4000, no values.
+    (i32.store offset=0 (i32.const 0x1100) (i32.const 0x1000c))
     (i32.store offset=4 (i32.const 0x1100) (i32.const 0))
     (i32.store offset=8 (i32.const 0x1100) (local.get $n))
     (i32.store offset=12 (i32.const 0x1100) (i32.const 0))
@@ -241,10 +242,10 @@ pub fn transform(shape: Shape) -> String {
         (i32.store offset=4 (i32.const 0x1000) (i32.add (local.get $n) (i32.const 1)))
         (i32.store offset=8 (i32.const 0x1100) (i32.add (local.get $n) (i32.const 1)))))
     (if (i32.eq (local.get $n) (i32.const {wrong_type}))
-      (then (i32.store offset=0 (i32.const 0x1100) (i32.const 5))))
+      (then (i32.store offset=0 (i32.const 0x1100) (i32.const 0x10005))))
     (if (i32.eq (local.get $n) (i32.const {overlap}))
       (then
-        (i32.store offset=0 (i32.const 0x1100) (i32.const 0x2000c))
+        (i32.store offset=0 (i32.const 0x1100) (i32.const 0x3000c))
         (i32.store offset=16 (i32.const 0x1100) (i32.const 0x4000))
         (i32.store offset=20 (i32.const 0x1100)
           (i32.shr_u (i32.add (local.get $n) (i32.const 7)) (i32.const 3)))))

@@ -107,12 +107,14 @@ impl PolicyRunner {
         };
         let Some(assembled) = assembled else {
             // An empty batch: the output has the right schema and no rows.
-            let empty = self.output_batch(batch, None)?;
+            let empty = self.output_batch(batch, None, 0)?;
             return Ok(empty.slice(0, 0));
         };
         let output = match manifest.kind {
             PolicyKind::Filter => batch.clone(),
-            PolicyKind::Transform => self.output_batch(batch, Some(assembled.columns))?,
+            PolicyKind::Transform => {
+                self.output_batch(batch, Some(assembled.columns), assembled.num_rows)?
+            }
         };
         match assembled.selection {
             Some(_) if assembled.selected == output.num_rows() => Ok(output),
@@ -128,24 +130,20 @@ impl PolicyRunner {
     fn output_batch(
         &self,
         batch: &RecordBatch,
-        written: Option<Vec<ArrayRef>>,
+        written: Option<Vec<Option<ArrayRef>>>,
+        rows: usize,
     ) -> Result<RecordBatch, PolicyError> {
         let manifest = self.module.manifest();
         if manifest.kind == PolicyKind::Filter {
             return Ok(batch.clone());
         }
         let outputs = &self.module.declared().outputs;
-        let rows = written
-            .as_ref()
-            .and_then(|w| w.first())
-            .map_or(batch.num_rows(), |c| c.len());
-        let mut written: Vec<Option<ArrayRef>> = match written {
-            Some(cols) => cols.into_iter().map(Some).collect(),
-            None => outputs
+        let mut written: Vec<Option<ArrayRef>> = written.unwrap_or_else(|| {
+            outputs
                 .iter()
                 .map(|d| Some(arrow_array::new_empty_array(&d.data_type)))
-                .collect(),
-        };
+                .collect()
+        });
         let by_name: HashMap<&str, usize> = outputs
             .iter()
             .enumerate()
@@ -156,10 +154,21 @@ impl PolicyRunner {
         if manifest.passthrough != Passthrough::None {
             let read: Vec<&str> = manifest.reads.iter().map(|c| c.name.as_str()).collect();
             for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                if let Some(&i) = by_name.get(field.name().as_str()) {
+                if let Some(&i) = by_name.get(field.name().as_str())
+                    && written[i].is_some()
+                {
                     if let Some(col) = written[i].take() {
                         fields.push(Arc::new(outputs[i].field()));
                         columns.push(col);
+                    }
+                } else if by_name.contains_key(field.name().as_str()) {
+                    // A written column the guest left out: the input column of that name stays
+                    // for `all`, and is consumed for `unread` if it was read.
+                    if manifest.passthrough == Passthrough::All
+                        || !read.contains(&field.name().as_str())
+                    {
+                        fields.push(Arc::clone(field));
+                        columns.push(Arc::clone(column));
                     }
                 } else if manifest.passthrough == Passthrough::All
                     || !read.contains(&field.name().as_str())

@@ -7,7 +7,9 @@ use std::fmt;
 use arrow_array::{ArrayRef, make_array};
 use arrow_buffer::{BooleanBuffer, BooleanBufferBuilder, MutableBuffer};
 use arrow_data::ArrayData;
-use weir_abi::{BufferRef, COLUMN_HAS_VALIDITY, ColumnDesc, ResultDesc, TypeId, bitmap_len};
+use weir_abi::{
+    BufferRef, COLUMN_HAS_VALIDITY, COLUMN_PRESENT, ColumnDesc, ResultDesc, TypeId, bitmap_len,
+};
 
 use super::declared::DeclaredColumn;
 
@@ -150,6 +152,8 @@ fn check_disjoint(regions: &mut Vec<(u32, u32, String)>) -> Result<(), OutputErr
 
 struct ColumnAccumulator {
     decl: DeclaredColumn,
+    /// Whether the guest produced the column; decided by the first morsel.
+    present: Option<bool>,
     len: usize,
     null_count: usize,
     validity: BooleanBufferBuilder,
@@ -163,6 +167,7 @@ impl ColumnAccumulator {
         let width = decl.type_id.fixed_width().unwrap_or(decl.byte_width) as usize;
         let is_var = decl.type_id.has_offsets();
         Self {
+            present: None,
             len: 0,
             null_count: 0,
             validity: BooleanBufferBuilder::new(rows),
@@ -180,6 +185,28 @@ impl ColumnAccumulator {
     /// Checks one morsel's column and appends it.
     fn append(&mut self, mem: &[u8], desc: &ColumnDesc, rows: usize) -> Result<(), OutputError> {
         let name = &self.decl.name;
+        let present = desc.flags & COLUMN_PRESENT != 0;
+        if *self.present.get_or_insert(present) != present {
+            return fail(
+                OutputCheck::Schema,
+                format!("column `{name}` is present in some morsels of the batch and not others"),
+            );
+        }
+        if !present {
+            if !self.decl.optional {
+                return fail(
+                    OutputCheck::Schema,
+                    format!("column `{name}` is declared without nulls and cannot be left out"),
+                );
+            }
+            if *desc != ColumnDesc::default() {
+                return fail(
+                    OutputCheck::Schema,
+                    format!("column `{name}` is left out but its descriptor is not all zero"),
+                );
+            }
+            return Ok(());
+        }
         if desc.type_id != self.decl.type_id as u8
             || desc.time_unit != self.decl.time_unit
             || desc.byte_width != self.decl.byte_width
@@ -312,7 +339,10 @@ impl ColumnAccumulator {
         Ok(())
     }
 
-    fn finish(mut self) -> Result<ArrayRef, OutputError> {
+    fn finish(mut self) -> Result<Option<ArrayRef>, OutputError> {
+        if self.present == Some(false) {
+            return Ok(None);
+        }
         let name = self.decl.name.clone();
         let mut builder = ArrayData::builder(self.decl.data_type.clone()).len(self.len);
         if self.null_count > 0 {
@@ -334,7 +364,7 @@ impl ColumnAccumulator {
                 format!("column `{name}`: {e}"),
             );
         }
-        Ok(make_array(data))
+        Ok(Some(make_array(data)))
     }
 }
 
@@ -345,8 +375,9 @@ pub struct Assembled {
     pub selection: Option<BooleanBuffer>,
     /// Number of rows the selection keeps (or all rows).
     pub selected: usize,
-    /// Transform output columns in `writes` order (empty for filters).
-    pub columns: Vec<ArrayRef>,
+    /// Transform output columns in `writes` order (empty for filters); `None` for an optional
+    /// column the guest left out.
+    pub columns: Vec<Option<ArrayRef>>,
     /// Rows in the output columns (transforms), or input rows (filters).
     pub num_rows: usize,
 }
@@ -451,6 +482,12 @@ impl OutputAssembler {
                 builder.append_n(input_rows, true);
             }
             self.selected += input_rows;
+        }
+        if !self.filter && !self.row_preserving && !selection.is_empty() {
+            return fail(
+                OutputCheck::Schema,
+                "a transform with `passthrough: none` cannot return a selection",
+            );
         }
         // Columns.
         if result.num_columns as usize != self.columns.len() {
