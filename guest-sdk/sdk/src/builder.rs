@@ -14,7 +14,10 @@ use crate::error::{Error, Result};
 use crate::types::{NativeType, as_bytes};
 
 /// A values buffer of some native type, kept in its own `Vec` (so it is aligned for its type).
-trait Buf: fmt::Debug {
+///
+/// Deliberately not `Debug`: a `Debug` supertrait would put `<Vec<f64> as Debug>::fmt` in every
+/// module's vtables and with it core's float formatting (~25 KB of wasm).
+trait Buf {
     fn bytes(&self) -> &[u8];
 }
 
@@ -26,7 +29,6 @@ impl<T: NativeType> Buf for Vec<T> {
 
 /// A finished output column in the ABI's physical layout (see ABI.md §5): exact bitmap and buffer
 /// lengths, offsets starting at 0.
-#[derive(Debug)]
 pub struct Column {
     pub(crate) id: TypeId,
     pub(crate) unit: Option<TimeUnit>,
@@ -36,6 +38,22 @@ pub struct Column {
     pub(crate) validity: Option<Vec<u8>>,
     pub(crate) offsets: Option<Vec<i32>>,
     values: Box<dyn Buf>,
+}
+
+impl fmt::Debug for Column {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The values are summarized by their size: see `Buf`.
+        f.debug_struct("Column")
+            .field("id", &self.id)
+            .field("unit", &self.unit)
+            .field("width", &self.width)
+            .field("len", &self.len)
+            .field("null_count", &self.null_count)
+            .field("validity", &self.validity)
+            .field("offsets", &self.offsets)
+            .field("value_bytes", &self.values.bytes().len())
+            .finish()
+    }
 }
 
 impl Column {

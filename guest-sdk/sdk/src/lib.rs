@@ -102,8 +102,11 @@
 //!
 //! The function takes `&Batch` and, optionally, the parameters: `&P` or, for state kept across
 //! batches, `&mut P` (with `init = f`, `P` is what `f` returns). `P` is deserialized from the
-//! JSON parameter blob with `serde_json` (an empty blob counts as `{}`); a blob that does not
-//! fit is refused with serde's message (status `BAD_CONFIG`). A filter returns
+//! JSON parameter blob with [`json::from_slice`], the SDK's small serde JSON deserializer (an
+//! empty blob counts as `{}`), so `#[derive(serde::Deserialize)]` is all `P` needs. A blob that
+//! does not fit is refused (status `BAD_CONFIG`) with a message naming the field, the problem
+//! and the position, e.g. ``bad parameters: temperature.min: invalid type: string "x", expected
+//! f64 at line 1 column 28``. A filter returns
 //! `Result<`[`Selection`]`>`, a transform `Result<`[`Output`]`>`. Returning `Err(e)` fails the
 //! batch with `e`'s message (status `GUEST_ERROR`); a panic is reported to the host with its
 //! message and location, then the module traps. Either way the host's fail mode decides what
@@ -158,6 +161,7 @@ mod batch;
 mod bitmap;
 mod builder;
 mod error;
+pub mod json;
 pub mod log;
 mod output;
 mod selection;

@@ -31,14 +31,14 @@ pub struct PolicySpec {
 /// Parses a JSON parameter blob (empty or whitespace-only counts as `{}`).
 ///
 /// # Errors
-/// With serde's message when the blob does not fit `C`.
+/// With [`crate::json::Error`]'s message when the blob does not fit `C`.
 pub fn parse_json<C: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<C> {
     let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(|e| Error::new(format!("bad parameters: {e}")))
+    crate::json::from_slice(bytes).map_err(|e| Error::new(format!("bad parameters: {e}")))
 }
 
 /// Policy state kept in the instance: the parameters (or what the init hook made of them).

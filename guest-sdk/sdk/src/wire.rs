@@ -194,7 +194,8 @@ fn check_column(
     let values = mem.buf(cd.values)?;
     let expect_len = |what: &str, got: usize, want: Option<usize>| match want {
         Some(w) if w == got => Ok(()),
-        _ => Err(format!("{what} is {got} bytes, expected {want:?}")),
+        Some(w) => Err(format!("{what} is {got} bytes, expected {w}")),
+        None => Err(format!("{what} is {got} bytes, expected none")),
     };
     match ty.id {
         TypeId::Boolean => expect_len("values", values.len, Some(bitmap_len))?,

@@ -195,6 +195,11 @@ mod tests {
                 .contains("missing field `key`")
         );
         assert!(state(r#"{"key": ""}"#).is_err());
+        // JSON escapes in the key are decoded: `a"b\` is the bytes 61 22 62 5c.
+        assert_eq!(
+            keyed_hash(&state(r#"{"key": "a\"b\\"}"#).unwrap(), "x"),
+            keyed_hash(&state(r#"{"key": "hex:6122625c"}"#).unwrap(), "x")
+        );
         assert!(state(r#"{"key": "hex:zz"}"#).is_err());
         assert!(state(r#"{"key": "k", "columns": ["mac"]}"#).is_err());
     }
