@@ -189,7 +189,12 @@ fn drop_outliers_refuses_inverted_bounds_at_init() {
     )
     .unwrap_err();
     match err {
-        PolicyError::Config { message } => assert!(message.contains("min 50"), "{message}"),
+        PolicyError::Config { message } => {
+            assert!(
+                message.contains("temperature: min is greater than max"),
+                "{message}"
+            );
+        }
         other => panic!("wanted a config error, got {other}"),
     }
 }
@@ -372,4 +377,17 @@ fn bench_filter_matches_a_row_by_row_reference() {
     assert_eq!(out_ts.values().to_vec(), kept);
     assert_eq!(out.num_columns(), batch.num_columns());
     assert!(out.column(1).len() == kept.len() && out.column(1).null_count() == 0);
+}
+
+#[test]
+fn example_filters_fit_the_100_kb_budget() {
+    // DESIGN.md §1: a simple filter policy is at most 100 KB, which keeps a hot swap's compile
+    // short. `cargo xtask build-policies` runs wasm-opt -Oz on every module.
+    for name in ["bench-filter", "drop-outliers", "flow-filter"] {
+        let size = weir_tests::policy_bytes(name).len();
+        assert!(
+            size <= 100_000,
+            "{name}.wasm is {size} bytes, over the 100 KB budget"
+        );
+    }
 }

@@ -26,6 +26,20 @@ const WASM_CRATE_DIRS: &[&str] = &["policies", "tests/guests"];
 /// host builds in the same target directory keep their cache.
 const WASM_RUSTFLAGS: &str = "-C target-feature=+simd128";
 
+/// `wasm-opt` (Debian's binaryen) arguments: optimize for size. The feature flags are needed
+/// because `strip = true` drops the target-features section, and must match what rustc emits
+/// with [`WASM_RUSTFLAGS`]. Custom sections (the `weir.policy` manifest) are kept.
+const WASM_OPT_ARGS: &[&str] = &[
+    "-Oz",
+    "--enable-simd",
+    "--enable-bulk-memory",
+    "--enable-sign-ext",
+    "--enable-nontrapping-float-to-int",
+    "--enable-mutable-globals",
+    "--enable-multivalue",
+    "--enable-reference-types",
+];
+
 /// Where built modules are collected: `<workspace>/target/policies`. Tests, benches and the
 /// demo find them there through `WEIR_POLICY_DIR`.
 pub fn output_dir(root: &Path) -> PathBuf {
@@ -46,7 +60,9 @@ pub struct WasmCrate {
 struct BuiltModule {
     /// The crate name (the file is `<name>.wasm`).
     name: String,
-    /// Size in bytes.
+    /// Size in bytes as rustc linked it.
+    linked: u64,
+    /// Size in bytes after `wasm-opt`.
     size: u64,
 }
 
@@ -172,10 +188,23 @@ pub fn build(root: &Path) -> Result<()> {
             );
         }
         let dest = out.join(format!("{}.wasm", c.name));
-        let size = std::fs::copy(&artifact, &dest)
-            .with_context(|| format!("copying {} to {}", artifact.display(), dest.display()))?;
+        let linked = std::fs::metadata(&artifact)
+            .with_context(|| format!("reading {}", artifact.display()))?
+            .len();
+        let mut opt = Command::new("wasm-opt");
+        opt.args(WASM_OPT_ARGS).arg(&artifact).arg("-o").arg(&dest);
+        util::run(&mut opt).with_context(|| {
+            format!(
+                "wasm-opt failed on {} (is binaryen installed? `cargo xtask setup` installs it)",
+                artifact.display()
+            )
+        })?;
+        let size = std::fs::metadata(&dest)
+            .with_context(|| format!("reading {}", dest.display()))?
+            .len();
         built.push(BuiltModule {
             name: c.name.clone(),
+            linked,
             size,
         });
     }
@@ -185,15 +214,19 @@ pub fn build(root: &Path) -> Result<()> {
 
 fn print_table(out: &Path, built: &[BuiltModule]) {
     let mut table = Table::new();
-    table
-        .load_preset(UTF8_FULL_CONDENSED)
-        .set_header(["module", "size (KB)"]);
+    table.load_preset(UTF8_FULL_CONDENSED).set_header([
+        "module",
+        "linked (KB)",
+        "after wasm-opt (KB)",
+    ]);
     for m in built {
-        let kb = m.size as f64 / 1024.0;
-        table.add_row([m.name.clone(), format!("{kb:.1}")]);
+        let kb = |bytes: u64| format!("{:.1}", bytes as f64 / 1000.0);
+        table.add_row([m.name.clone(), kb(m.linked), kb(m.size)]);
     }
-    if let Some(col) = table.column_mut(1) {
-        col.set_cell_alignment(CellAlignment::Right);
+    for i in [1, 2] {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
     }
     println!("{table}");
     println!("modules in {}", out.display());

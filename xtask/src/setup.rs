@@ -20,8 +20,9 @@ const COMPONENTS: &[&str] = &["rustfmt", "clippy", "rust-src"];
 /// `--locked` on the pinned 1.95 toolchain.
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 
-/// Debian packages later steps need (none yet; the eBPF and static-binary issues add theirs).
-const DEBIAN_PACKAGES: &[&str] = &[];
+/// Debian packages later steps need: binaryen for `wasm-opt`, which `build-policies` runs on
+/// every module.
+const DEBIAN_PACKAGES: &[&str] = &["binaryen"];
 
 /// Runs every setup step.
 pub fn run(root: &Path) -> Result<()> {
