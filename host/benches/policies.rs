@@ -239,7 +239,13 @@ fn main() {
     let mut c = Criterion::default()
         .output_directory(&criterion_dir)
         .configure_from_args();
-    let engine = Engine::new(Limits::default()).expect("engine starts");
+    // A 1 Mi-row batch is far larger than the pipeline's batches; give it a deadline to match,
+    // so that a noisy machine does not turn a slow sample into a time-limit error.
+    let limits = Limits {
+        batch_deadline: Duration::from_secs(2),
+        ..Limits::default()
+    };
+    let engine = Engine::new(limits).expect("engine starts");
     bench_filter(&mut c, &engine);
     bench_transform(&mut c, &engine);
     bench_instantiate(&mut c, &engine);

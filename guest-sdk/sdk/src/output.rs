@@ -19,6 +19,10 @@ use crate::selection::Selection;
 /// declared name present once, nothing else, the declared type, no nulls in a non-optional
 /// column, every column as long as the input, unless `passthrough = "none"`) and turns a mismatch
 /// into a `GUEST_ERROR` naming it. The order of `with` calls does not matter.
+///
+/// An optional output (declared with `?`) may be left out of a batch: the host then omits that
+/// column from the output (with `passthrough = "all"`, an input column of the same name stays as
+/// it was). Use it when there is nothing to write, e.g. the input column was absent.
 #[derive(Debug, Default)]
 pub struct Output {
     pub(crate) columns: Vec<(String, Column)>,

@@ -481,7 +481,7 @@ fn filter_and_transform_results_are_encoded_per_abi() {
     let f = || Float64Builder::from_values(vec![1.0, 2.0]);
     bad(
         Output::new().with("a", f()),
-        "`t` declared in `writes` is missing",
+        "`t` declared in `writes` without `?` is missing",
     );
     bad(
         Output::new().with("a", f()).with("t", ts()).with("x", f()),

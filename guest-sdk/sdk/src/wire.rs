@@ -245,7 +245,8 @@ fn check_column(
 pub(crate) struct Retained {
     pub(crate) result: ResultDesc,
     pub(crate) descs: Vec<ColumnDesc>,
-    pub(crate) columns: Vec<Column>,
+    /// In `writes` order; `None` for an optional column the transform left out.
+    pub(crate) columns: Vec<Option<Column>>,
     pub(crate) selection: Option<Selection>,
     pub(crate) message: String,
 }
@@ -319,6 +320,10 @@ impl Retained {
             .columns
             .iter()
             .map(|c| {
+                // A left-out optional column is an all-zero descriptor (ABI.md §6).
+                let Some(c) = c else {
+                    return ColumnDesc::default();
+                };
                 let mut flags = COLUMN_PRESENT;
                 if c.validity.is_some() {
                     flags |= COLUMN_HAS_VALIDITY;
@@ -354,7 +359,7 @@ impl Retained {
     }
 }
 
-type Checked = (Vec<Column>, usize, Option<Selection>);
+type Checked = (Vec<Option<Column>>, usize, Option<Selection>);
 
 fn check_output(
     spec: &PolicySpec,
@@ -380,10 +385,17 @@ fn check_output(
     };
     let mut ordered = Vec::with_capacity(spec.writes.len());
     for w in spec.writes {
-        let pos = columns
-            .iter()
-            .position(|(n, _)| n == w.name)
-            .ok_or_else(|| format!("output column `{}` declared in `writes` is missing", w.name))?;
+        let Some(pos) = columns.iter().position(|(n, _)| n == w.name) else {
+            if w.optional {
+                // Left out for this batch: the host omits the column.
+                ordered.push(None);
+                continue;
+            }
+            return Err(format!(
+                "output column `{}` declared in `writes` without `?` is missing",
+                w.name
+            ));
+        };
         let (_, col) = columns.swap_remove(pos);
         if columns.iter().any(|(n, _)| n == w.name) {
             return Err(format!("output column `{}` given twice", w.name));
@@ -418,7 +430,7 @@ fn check_output(
                 col.null_count()
             ));
         }
-        ordered.push(col);
+        ordered.push(Some(col));
     }
     if let Some(s) = &selection {
         if spec.passthrough_none {

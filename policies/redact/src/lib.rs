@@ -15,10 +15,10 @@
 //!   `hex:`, as the hex-decoded bytes after the prefix. A missing or bad key is refused at init
 //!   (`BAD_CONFIG`).
 //! * `columns` (default: all three): which of the three columns to redact; the others are
-//!   written back unchanged.
+//!   left as they are.
 //!
-//! Because a transform's outputs are fixed at compile time, a batch that lacks one of the three
-//! columns gets it added, all null.
+//! A column that is not selected, or that the batch lacks, is left out of the policy's output,
+//! so the host keeps the batch's own column (or none) without copying it through the module.
 
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
@@ -117,15 +117,14 @@ pub fn redact(batch: &Batch, state: &State) -> Result<Output> {
     let n = batch.num_rows();
     let mut out = Output::new();
     for (i, name) in COLUMNS.iter().enumerate() {
+        // A column the batch lacks, or one not selected for redaction, is left out of the
+        // output: the host keeps the input column (if any) as it is, without a copy.
+        let Some(v) = batch.opt_utf8(name)?.filter(|_| state.redact[i]) else {
+            continue;
+        };
         let mut b = Utf8Builder::with_capacity(n, n * 18);
-        match batch.opt_utf8(name)? {
-            Some(v) if state.redact[i] => {
-                for row in 0..n {
-                    b.append_option(v.get(row).map(|s| keyed_hash(state, s)));
-                }
-            }
-            Some(v) => v.iter().for_each(|s| b.append_option(s)),
-            None => (0..n).for_each(|_| b.append_null()),
+        for row in 0..n {
+            b.append_option(v.get(row).map(|s| keyed_hash(state, s)));
         }
         out.push(*name, b);
     }
@@ -170,7 +169,8 @@ mod tests {
             keyed_hash(&state(r#"{"key": "other"}"#).unwrap(), "dev-1")
         );
         assert_eq!(out.utf8("src_ip").unwrap().get(2), None);
-        assert_eq!(out.utf8("dst_ip").unwrap().null_count(), 3);
+        // Absent from the batch: left out of the output, so the host adds nothing.
+        assert!(out.utf8("dst_ip").is_err());
         // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog") = f7bc83f4...
         let k = state(r#"{"key": "hex:6b6579"}"#).unwrap();
         assert_eq!(
@@ -187,7 +187,8 @@ mod tests {
             [Some("dev-1")].into_iter().collect::<Utf8Builder>().into(),
         )]);
         let out = redact(&batch, &s).unwrap().into_batch();
-        assert_eq!(out.utf8("device_id").unwrap().get(0), Some("dev-1"));
+        // Not selected: left out, so the host keeps the batch's own `device_id` untouched.
+        assert!(out.utf8("device_id").is_err());
         assert!(
             state("{}")
                 .unwrap_err()
