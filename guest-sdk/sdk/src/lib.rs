@@ -13,10 +13,7 @@
 //! use weir_sdk::prelude::*;
 //!
 //! #[derive(serde::Deserialize)]
-//! struct Params {
-//!     min: f64,
-//!     max: f64,
-//! }
+//! struct Params { min: f64, max: f64 }
 //!
 //! /// Keeps rows whose `value` is within `[min, max]`; drops nulls.
 //! #[weir_sdk::filter(reads = ["value: float64"])]
@@ -83,6 +80,21 @@
 //! it into your own workspace if you build outside Weir's. Hand the `.wasm` and its parameters
 //! (a JSON object, e.g. `{"min": 0, "max": 100}`) to the Weir host; it reads the manifest the
 //! macro embedded, checks it, and runs the policy on every batch.
+//!
+//! # Running it
+//!
+//! Try the module on a few records with the `weir` binary (`cargo run -p weir-host --` inside
+//! the workspace):
+//!
+//! ```text
+//! $ printf '{"value": 12.5}\n{"value": 250}\n{"value": null}\n' > readings.ndjson
+//! $ weir eval --policy target/wasm32-wasip1/wasm/in_range.wasm \
+//!       --params '{"min": 0, "max": 100}' --input readings.ndjson
+//! ```
+//!
+//! It prints the rows before and after and how many the policy kept (here one: `12.5`).
+//! `weir inspect in_range.wasm` shows what the module declares. Repeat `--policy` (and
+//! `--params`, in the same order) to try a chain.
 //!
 //! # The attribute macros
 //!
