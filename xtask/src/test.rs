@@ -2,7 +2,8 @@
 //!
 //! Steps: setup, fmt check, clippy on the workspace (natively, policies included), clippy on
 //! the wasm crates for wasm32-wasip1, cargo-deny, build-policies, then `cargo test --workspace`
-//! with `WEIR_POLICY_DIR` pointing at the built modules. The elapsed time of each step is
+//! with `WEIR_POLICY_DIR` pointing at the built modules. Native clippy and tests use
+//! `--all-features`, so optional features (weir-sdk's `arrow`) are checked too. The elapsed time of each step is
 //! printed at the end, also when a step fails.
 
 use std::path::Path;
@@ -50,6 +51,7 @@ fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result
             "clippy",
             "--workspace",
             "--all-targets",
+            "--all-features",
             "--",
             "-D",
             "warnings",
@@ -76,7 +78,7 @@ fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result
     step(timings, "cargo test", || {
         let out = util::run_tee(
             util::cargo(root)
-                .args(["test", "--workspace"])
+                .args(["test", "--workspace", "--all-features"])
                 .env("WEIR_POLICY_DIR", policies::output_dir(root)),
         )?;
         counts = TestCounts::parse(&out);
