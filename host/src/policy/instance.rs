@@ -269,8 +269,9 @@ impl PolicyInstance {
         let mut off = 0;
         while off < rows {
             let len = morsel.min(rows - off);
-            let (base, _cap) = self.ensure_arena(plan.arena_size(off, len))?;
             let size = plan.arena_size(off, len);
+            // In bounds: `guest_alloc` checked the arena against memory, which never shrinks.
+            let (base, _) = self.ensure_arena(size)?;
             let arena =
                 &mut self.memory.data_mut(&mut self.store)[base as usize..base as usize + size];
             let desc = plan

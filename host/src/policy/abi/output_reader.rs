@@ -444,6 +444,12 @@ impl OutputAssembler {
         )];
         // Selection.
         let selection = region(mem, result.selection, "selection")?;
+        if !self.filter && !self.row_preserving && !selection.is_empty() {
+            return fail(
+                OutputCheck::Schema,
+                "a transform with `passthrough: none` cannot return a selection",
+            );
+        }
         if self.filter || !selection.is_empty() {
             let want = input_rows.div_ceil(8);
             if selection.len() != want {
@@ -482,12 +488,6 @@ impl OutputAssembler {
                 builder.append_n(input_rows, true);
             }
             self.selected += input_rows;
-        }
-        if !self.filter && !self.row_preserving && !selection.is_empty() {
-            return fail(
-                OutputCheck::Schema,
-                "a transform with `passthrough: none` cannot return a selection",
-            );
         }
         // Columns.
         if result.num_columns as usize != self.columns.len() {
