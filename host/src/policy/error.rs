@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::abi::{InputError, OutputError};
+use super::abi::{InputError, OutputCheck, OutputError};
 
 /// When a failure happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,18 @@ pub enum PolicyError {
 }
 
 impl PolicyError {
+    /// A [`PolicyError::BadOutput`] for a check the runtime makes itself.
+    #[must_use]
+    pub fn bad_output(phase: Phase, check: OutputCheck, detail: impl Into<String>) -> Self {
+        Self::BadOutput {
+            phase,
+            error: OutputError {
+                check,
+                detail: detail.into(),
+            },
+        }
+    }
+
     /// The error's class.
     #[must_use]
     pub fn kind(&self) -> ErrorKind {
@@ -143,7 +155,7 @@ impl PolicyError {
 
     /// The output check that failed, for [`PolicyError::BadOutput`].
     #[must_use]
-    pub fn output_check(&self) -> Option<super::abi::OutputCheck> {
+    pub fn output_check(&self) -> Option<OutputCheck> {
         match self {
             Self::BadOutput { error, .. } => Some(error.check),
             _ => None,

@@ -8,7 +8,7 @@ use weir_abi::{
     EXPORT_INITIALIZE, EXPORT_MEMORY, EXPORT_PROCESS, ResultDesc, status,
 };
 
-use super::abi::{Assembled, InputPlan, OutputAssembler, read_message, read_result};
+use super::abi::{Assembled, InputPlan, OutputAssembler, OutputCheck, read_message, read_result};
 use super::error::{Phase, PolicyError};
 use super::load::PolicyModule;
 use crate::engine::{GuestExit, GuestState, Limits, MemoryCapExceeded};
@@ -194,15 +194,13 @@ impl PolicyInstance {
             .checked_add(size)
             .is_some_and(|end| end <= self.memory.data_size(&self.store));
         if !in_bounds || ptr % align != 0 {
-            return Err(PolicyError::BadOutput {
+            return Err(PolicyError::bad_output(
                 phase,
-                error: super::abi::OutputError {
-                    check: super::abi::OutputCheck::Bounds,
-                    detail: format!(
-                        "weir_alloc({size}, {align}) returned {ptr:#x}, outside memory or misaligned"
-                    ),
-                },
-            });
+                OutputCheck::Bounds,
+                format!(
+                    "weir_alloc({size}, {align}) returned {ptr:#x}, outside memory or misaligned"
+                ),
+            ));
         }
         Ok(ptr)
     }

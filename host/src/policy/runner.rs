@@ -8,7 +8,7 @@ use arrow_schema::{FieldRef, Schema};
 use arrow_select::filter::filter_record_batch;
 use weir_abi::{Passthrough, PolicyKind};
 
-use super::abi::{Assembled, InputPlan};
+use super::abi::{Assembled, InputPlan, OutputCheck};
 use super::error::{Phase, PolicyError};
 use super::instance::PolicyInstance;
 use super::load::PolicyModule;
@@ -98,13 +98,6 @@ impl PolicyRunner {
         assembled: Option<Assembled>,
     ) -> Result<RecordBatch, PolicyError> {
         let manifest = self.module.manifest();
-        let bad = |e: arrow_schema::ArrowError| PolicyError::BadOutput {
-            phase: Phase::Batch,
-            error: super::abi::OutputError {
-                check: super::abi::OutputCheck::ArrowValidation,
-                detail: e.to_string(),
-            },
-        };
         let Some(assembled) = assembled else {
             // An empty batch: the output has the right schema and no rows.
             let empty = self.output_batch(batch, None, 0)?;
@@ -119,9 +112,14 @@ impl PolicyRunner {
         match assembled.selection {
             Some(_) if assembled.selected == output.num_rows() => Ok(output),
             Some(_) if assembled.selected == 0 => Ok(output.slice(0, 0)),
-            Some(selection) => {
-                filter_record_batch(&output, &BooleanArray::new(selection, None)).map_err(bad)
-            }
+            Some(selection) => filter_record_batch(&output, &BooleanArray::new(selection, None))
+                .map_err(|e| {
+                    PolicyError::bad_output(
+                        Phase::Batch,
+                        OutputCheck::ArrowValidation,
+                        e.to_string(),
+                    )
+                }),
             None => Ok(output),
         }
     }
@@ -153,28 +151,26 @@ impl PolicyRunner {
         let mut columns: Vec<ArrayRef> = Vec::new();
         if manifest.passthrough != Passthrough::None {
             let read: Vec<&str> = manifest.reads.iter().map(|c| c.name.as_str()).collect();
+            // An input column is kept unless the guest wrote a column of that name (which
+            // replaces it in place), or it was read and passthrough is `unread`. A written
+            // column the guest left out of this batch does not replace anything.
+            let keep_input =
+                |name: &str| manifest.passthrough == Passthrough::All || !read.contains(&name);
             for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
-                if let Some(&i) = by_name.get(field.name().as_str())
-                    && written[i].is_some()
+                let name = field.name().as_str();
+                match by_name
+                    .get(name)
+                    .and_then(|&i| Some((i, written[i].take()?)))
                 {
-                    if let Some(col) = written[i].take() {
+                    Some((i, col)) => {
                         fields.push(Arc::new(outputs[i].field()));
                         columns.push(col);
                     }
-                } else if by_name.contains_key(field.name().as_str()) {
-                    // A written column the guest left out: the input column of that name stays
-                    // for `all`, and is consumed for `unread` if it was read.
-                    if manifest.passthrough == Passthrough::All
-                        || !read.contains(&field.name().as_str())
-                    {
+                    None if keep_input(name) => {
                         fields.push(Arc::clone(field));
                         columns.push(Arc::clone(column));
                     }
-                } else if manifest.passthrough == Passthrough::All
-                    || !read.contains(&field.name().as_str())
-                {
-                    fields.push(Arc::clone(field));
-                    columns.push(Arc::clone(column));
+                    None => {}
                 }
             }
         }
@@ -190,13 +186,7 @@ impl PolicyRunner {
         ));
         let options = RecordBatchOptions::new().with_row_count(Some(rows));
         RecordBatch::try_new_with_options(schema, columns, &options).map_err(|e| {
-            PolicyError::BadOutput {
-                phase: Phase::Batch,
-                error: super::abi::OutputError {
-                    check: super::abi::OutputCheck::RowCount,
-                    detail: e.to_string(),
-                },
-            }
+            PolicyError::bad_output(Phase::Batch, OutputCheck::RowCount, e.to_string())
         })
     }
 }
