@@ -7,6 +7,9 @@
 //!   (`guest-sdk/ABI.md`), [`policy::PolicyRunner`] and [`policy::PolicyChain`].
 
 pub mod cli;
+pub mod config;
 pub mod engine;
+pub mod pipeline;
 pub mod policy;
+pub mod sinks;
 pub mod sources;

@@ -5,7 +5,7 @@ mod declared;
 mod input_writer;
 mod output_reader;
 
-pub use declared::{DeclaredColumn, DeclaredSchema};
+pub use declared::{DeclaredColumn, DeclaredSchema, arrow_type};
 pub use input_writer::{InputError, InputPlan};
 pub use output_reader::{
     Assembled, OutputAssembler, OutputCheck, OutputError, read_message, read_result,

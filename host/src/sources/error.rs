@@ -1,0 +1,46 @@
+//! [`SourceError`].
+
+use std::path::PathBuf;
+
+/// Why a source could not open or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading an input failed.
+    #[error("source {source_name}: {path}: {action}: {cause}")]
+    Io {
+        /// The source's name.
+        source_name: String,
+        /// The file, socket address or `stdin`.
+        path: PathBuf,
+        /// What it was doing.
+        action: &'static str,
+        /// The cause.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// The input cannot be read as its format at all (not one bad record: those are rejected
+    /// rows), e.g. a corrupt Parquet footer.
+    #[error("source {source_name}: {path}: {message}")]
+    Format {
+        /// The source's name.
+        source_name: String,
+        /// The input.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The schema could not be declared or inferred.
+    #[error("source {source_name}: schema: {message}")]
+    Schema {
+        /// The source's name.
+        source_name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The pipeline stopped taking chunks (it failed elsewhere).
+    #[error("source {source_name}: the pipeline closed")]
+    Closed {
+        /// The source's name.
+        source_name: String,
+    },
+}
