@@ -1,6 +1,7 @@
 //! Helpers shared by Weir's integration tests: engines, built policy modules, hostile modules.
 
 pub mod hostile_wat;
+pub mod weir_process;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,201 +1,218 @@
-//! The Weir demo: the example policies over generated batches, with before/after tables.
+//! The Weir demo: a realistic sensor stream through `sensor-normalize` → `drop-outliers` →
+//! `redact` into Parquet, run by the real `weir` binary, then read back.
 //!
-//! Run it with `cargo xtask demo` (which builds the policies first). It needs the built modules
-//! in `$WEIR_POLICY_DIR` (default `target/policies`).
+//! Run it with `cargo xtask demo`, which installs what is missing, builds the policies and the
+//! release binary, and passes their locations in `$WEIR_POLICY_DIR` and `$WEIR_BIN`. The
+//! pipeline is `examples/sensors/weir.toml`; the data is generated into
+//! `examples/sensors/data/` on the fly. `-- --rows N` changes the amount (default 1,000,000).
 
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray as _;
 use arrow_cast::pretty::pretty_format_batches;
-use weir_host::engine::{Engine, Limits};
-use weir_host::policy::{FailMode, PolicyChain, PolicyModule, PolicyRunner, compile_in_background};
-use weir_host::sources::generate::{flow_batch, sensor_batch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::Value;
+use weir_host::sources::generate::write_sensor_ndjson;
 
-fn policy_dir() -> PathBuf {
-    std::env::var_os("WEIR_POLICY_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"),
+const FILES: u64 = 4;
+
+fn example_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/sensors")
+}
+
+fn weir_bin() -> PathBuf {
+    std::env::var_os("WEIR_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/weir"),
         PathBuf::from,
     )
 }
 
-/// Compiles the policies in parallel on background threads, as the runtime does.
-fn load_all(engine: &Engine, names: &[&str]) -> Result<Vec<Arc<PolicyModule>>> {
-    let tasks: Vec<_> = names
-        .iter()
-        .map(|name| {
-            let path = policy_dir().join(format!("{name}.wasm"));
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading {} (run `cargo xtask demo`)", path.display()))?;
-            Ok(compile_in_background(engine, name, bytes))
-        })
-        .collect::<Result<_>>()?;
-    let modules = tasks
-        .into_iter()
-        .map(|t| t.wait().map_err(anyhow::Error::from))
-        .collect::<Result<Vec<_>>>()?;
-    for m in &modules {
-        println!(
-            "  {:<18} {:>6.1} KiB  compiled in {:>5.1} ms  sha256 {}…",
-            m.name(),
-            m.size() as f64 / 1024.0,
-            m.compile_time().as_secs_f64() * 1e3,
-            &m.sha256_hex()[..16]
-        );
+fn rows_arg() -> Result<u64> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => Ok(1_000_000),
+        [flag, n] if flag == "--rows" => n.parse().context("--rows takes a number"),
+        _ => bail!("usage: demo [--rows N]"),
     }
-    Ok(modules)
 }
 
-fn show(title: &str, batch: &RecordBatch, columns: &[&str], rows: usize) -> Result<()> {
-    let indices: Vec<usize> = columns
-        .iter()
-        .filter_map(|c| batch.schema().index_of(c).ok())
-        .collect();
-    let view = batch
-        .project(&indices)?
-        .slice(0, rows.min(batch.num_rows()));
-    println!(
-        "\n{title} ({} rows, showing {})",
-        batch.num_rows(),
-        view.num_rows()
+fn generate(dir: &Path, rows: u64) -> Result<u64> {
+    let data = dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).with_context(|| format!("creating {}", data.display()))?;
+    let bar = indicatif::ProgressBar::new(rows);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("  generating {bar:40} {pos}/{len} lines")
+            .expect("valid template"),
     );
-    println!("{}", pretty_format_batches(&[view])?);
-    Ok(())
+    let (mut bytes, mut garbage) = (0, 0);
+    for f in 0..FILES {
+        let path = data.join(format!("sensors-{f}.ndjson"));
+        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+        let n = rows / FILES + u64::from(f < rows % FILES);
+        // In slices, so the bar moves.
+        let mut left = n;
+        let mut seed = 100 * f;
+        while left > 0 {
+            let slice = left.min(50_000);
+            let stats = write_sensor_ndjson(&mut w, slice, seed, 3)?;
+            bytes += stats.bytes;
+            garbage += stats.garbage;
+            bar.inc(slice);
+            left -= slice;
+            seed += 1;
+        }
+        w.flush()?;
+    }
+    bar.finish_and_clear();
+    println!(
+        "  {rows} lines in {FILES} files, {:.1} MB, {garbage} of them garbage on purpose, about \
+         2% outliers",
+        bytes as f64 / 1e6
+    );
+    Ok(bytes)
+}
+
+fn read_back(out: &Path) -> Result<(Vec<(PathBuf, u64, u64)>, Option<RecordBatch>, String)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    let mut listing = Vec::new();
+    let mut preview = None;
+    let mut metadata = String::new();
+    for path in &files {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path)?)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if metadata.is_empty()
+            && let Some(kv) = builder.metadata().file_metadata().key_value_metadata()
+        {
+            metadata = kv
+                .iter()
+                .find(|k| k.key == "weir.policies")
+                .and_then(|k| k.value.clone())
+                .unwrap_or_default();
+        }
+        let mut rows = 0;
+        for batch in builder.build()? {
+            let batch = batch.with_context(|| format!("reading {}", path.display()))?;
+            rows += batch.num_rows() as u64;
+            if preview.is_none() {
+                preview = Some(batch.slice(0, 8.min(batch.num_rows())));
+            }
+        }
+        listing.push((path.clone(), rows, std::fs::metadata(path)?.len()));
+    }
+    Ok((listing, preview, metadata))
 }
 
 fn main() -> Result<()> {
-    let engine = Engine::new(Limits::default()).context("starting the engine")?;
-    println!("Weir demo — policies from {}", policy_dir().display());
-    let modules = load_all(
-        &engine,
-        &[
-            "sensor-normalize",
-            "drop-outliers",
-            "redact",
-            "flow-filter",
-            "bench-filter",
-        ],
-    )?;
-    let [normalize, outliers, redact, flow_filter, bench_filter] =
-        <[Arc<PolicyModule>; 5]>::try_from(modules).expect("five modules");
+    let rows = rows_arg()?;
+    let dir = example_dir();
+    println!("Weir demo: sensors → sensor-normalize → drop-outliers → redact → Parquet\n");
+    println!("1. A sensor stream from four models (different field names and units)");
+    let bytes = generate(&dir, rows)?;
+    let out = dir.join("out");
+    let _ = std::fs::remove_dir_all(&out);
 
-    // 1. Sensor readings: normalize → drop outliers → redact.
-    let mut chain = PolicyChain::new();
-    chain.push(
-        PolicyRunner::new(normalize, Vec::new())?,
-        FailMode::DeadLetter,
-    );
-    chain.push(
-        PolicyRunner::new(
-            outliers,
-            br#"{"temperature": {"min": -40, "max": 85}, "humidity": {"min": 0, "max": 100}}"#
-                .to_vec(),
-        )?,
-        FailMode::DeadLetter,
-    );
-    chain.push(
-        PolicyRunner::new(
-            redact,
-            br#"{"key": "demo-secret", "columns": ["device_id"]}"#.to_vec(),
-        )?,
-        FailMode::DeadLetter,
-    );
-    let before = sensor_batch(12, 7);
-    show(
-        "Sensor readings in",
-        &before,
-        &[
-            "device_id",
-            "model",
-            "temperature_celsius",
-            "temp_f",
-            "t℃",
-            "temp_value",
-            "rh",
-            "hum",
-            "humidity_percent",
-        ],
-        12,
-    )?;
-    let out = chain.run(before);
-    if let Some(after) = &out.batch {
-        show(
-            "After sensor-normalize → drop-outliers → redact",
-            after,
-            &[
-                "device_id",
-                "model",
-                "sensor.temperature.celsius",
-                "sensor.humidity.percent",
-                "battery_v",
-            ],
-            12,
-        )?;
-    }
+    println!("\n2. weir run --config examples/sensors/weir.toml\n");
+    let summary_path = dir.join("state/summary.json");
+    std::fs::create_dir_all(dir.join("state"))?;
     let started = Instant::now();
-    let mut rows = 0;
-    for seed in 0..20 {
-        let batch = sensor_batch(50_000, seed);
-        rows += batch.num_rows();
-        let out = chain.run(batch);
-        anyhow::ensure!(out.dead_letters.is_empty(), "unexpected dead letters");
+    let status = Command::new(weir_bin())
+        .args(["run", "--config"])
+        .arg(dir.join("weir.toml"))
+        .arg("--summary-json")
+        .arg(&summary_path)
+        .status()
+        .with_context(|| format!("starting {}", weir_bin().display()))?;
+    let wall = started.elapsed();
+    if !status.success() {
+        bail!("weir run failed ({status})");
     }
-    let elapsed = started.elapsed();
-    println!(
-        "\n{rows} more sensor rows through the chain in {:.0} ms ({:.1} M rows/s)",
-        elapsed.as_secs_f64() * 1e3,
-        rows as f64 / elapsed.as_secs_f64() / 1e6
-    );
-    println!(
-        "{:<18} {:>9} {:>9} {:>9} {:>6}",
-        "policy", "rows in", "rows out", "filtered", "dead"
-    );
-    for p in chain.policies() {
-        let s = &p.stats;
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
+
+    println!("\n3. What came out, read back from the Parquet files");
+    let (files, preview, metadata) = read_back(&out)?;
+    for (path, rows, size) in &files {
         println!(
-            "{:<18} {:>9} {:>9} {:>9} {:>6}",
-            p.runner.name(),
-            s.rows_in,
-            s.rows_out,
-            s.rows_filtered,
-            s.rows_dead_lettered
+            "  {}  {rows:>8} rows  {:>7.1} KiB",
+            path.strip_prefix(&dir).unwrap_or(path).display(),
+            *size as f64 / 1024.0
         );
     }
+    if let Some(p) = preview {
+        println!("{}", pretty_format_batches(&[p])?);
+    }
+    if let Ok(policies) = serde_json::from_str::<Value>(&metadata) {
+        println!("  key-value metadata weir.policies:");
+        for p in policies.as_array().into_iter().flatten() {
+            println!(
+                "    {} {} sha256 {}…",
+                p["name"].as_str().unwrap_or("?"),
+                p["version"].as_str().unwrap_or("?"),
+                &p["sha256"].as_str().unwrap_or("?")[..16]
+            );
+        }
+    }
+    let dead = dir.join("out/dead-letter");
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in std::fs::read_dir(&dead).into_iter().flatten().filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "arrow") {
+            continue;
+        }
+        let reader = arrow_ipc::reader::FileReader::try_new(std::fs::File::open(&path)?, None)?;
+        for batch in reader {
+            let batch = batch?;
+            if let Some(col) = batch.column_by_name("_weir_reason") {
+                for r in col.as_string::<i32>().iter().flatten() {
+                    let short: String = r.chars().take(70).collect();
+                    *reasons.entry(short).or_default() += 1;
+                }
+            }
+        }
+    }
+    println!("  dead letters by reason (first 70 characters):");
+    for (reason, n) in reasons.iter().take(6) {
+        println!("    {n:>6}  {reason}");
+    }
 
-    // 2. Network flows: drop SSH and DNS, keep HTTPS over TCP with real traffic.
-    let flows = flow_batch(12, 3);
-    show(
-        "Flows in",
-        &flows,
-        &[
-            "src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes",
-        ],
-        12,
-    )?;
-    let mut ff = PolicyRunner::new(
-        flow_filter,
-        br#"{"mode": "drop", "ports": [22, 53]}"#.to_vec(),
-    )?;
-    let kept = ff.process(&flows)?;
-    show(
-        "After flow-filter (drop ports 22 and 53)",
-        &kept,
-        &[
-            "src_addr", "dst_addr", "src_port", "dst_port", "proto", "bytes",
-        ],
-        12,
-    )?;
-    let mut bf = PolicyRunner::new(bench_filter, Vec::new())?;
-    let big = flow_batch(1 << 20, 1);
-    let started = Instant::now();
-    let https = bf.process(&big)?;
+    println!("\n4. Summary");
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    println!("  rows in {}  out {}  filtered {}  dead-lettered {}  ({})",
+        n(&summary["rows_in"]), n(&summary["rows_out"]), n(&summary["rows_filtered"]),
+        n(&summary["rows_dead_lettered"]),
+        if summary["balanced"] == Value::Bool(true) { "every row accounted for" } else { "NOT BALANCED" });
+    for p in summary["policies"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<17} in {:>8}  out {:>8}  filtered {:>6}  dead-lettered {:>4}",
+            p["name"].as_str().unwrap_or("?"),
+            n(&p["rows_in"]),
+            n(&p["rows_out"]),
+            n(&p["filtered"]),
+            n(&p["dead_lettered"])
+        );
+    }
+    let secs = summary["elapsed_secs"].as_f64().unwrap_or(wall.as_secs_f64());
     println!(
-        "\nbench-filter (proto == 6 && dst_port == 443 && bytes > 1000): {} of {} flows kept in {:.1} ms",
-        https.num_rows(),
-        big.num_rows(),
-        started.elapsed().as_secs_f64() * 1e3
+        "  {} Parquet files; {:.2} s in the pipeline ({:.2} s with start-up), {:.0} rows/s, {:.0} MB/s \
+         of NDJSON; ready after {:.1} ms",
+        files.len(),
+        secs,
+        wall.as_secs_f64(),
+        n(&summary["rows_in"]) as f64 / secs.max(1e-9),
+        bytes as f64 / 1e6 / secs.max(1e-9),
+        summary["ready_ms"].as_f64().unwrap_or(0.0)
     );
     Ok(())
 }

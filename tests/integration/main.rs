@@ -3,5 +3,8 @@
 
 mod cli;
 mod hostile;
+mod pipeline;
+mod pipeline_formats;
+mod pipeline_lifecycle;
 mod policies;
 mod runtime;

@@ -8,7 +8,7 @@ use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::{policies, util};
+use crate::{pipeline_bench, policies, util};
 
 /// Where the bench writes its summary: `<target dir>/bench/summary.json`, where the target
 /// dir is the one cargo uses (`CARGO_TARGET_DIR` or `<workspace>/target`). Also passed to the
@@ -73,8 +73,20 @@ pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
             summary.display()
         )
     })?;
-    let parsed: Summary =
+    let mut raw: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", summary.display()))?;
+    let (rows, figures) = pipeline_bench::run(root).context("the pipeline benchmark failed")?;
+    for (key, extra) in [("rows", rows), ("figures", figures)] {
+        if let Some(list) = raw.get_mut(key).and_then(Value::as_array_mut) {
+            list.extend(extra);
+        } else {
+            raw[key] = Value::Array(extra);
+        }
+    }
+    std::fs::write(&summary, serde_json::to_vec_pretty(&raw)?)
+        .with_context(|| format!("writing {}", summary.display()))?;
+    let parsed: Summary =
+        serde_json::from_value(raw).with_context(|| format!("parsing {}", summary.display()))?;
     print_summary(&parsed);
     println!("summary: {}", summary.display());
 

@@ -1,4 +1,5 @@
-//! `cargo xtask demo`: setup, build-policies, then the host's demo example.
+//! `cargo xtask demo`: setup, build-policies, the release `weir` binary, then the host's demo
+//! example, which runs `examples/sensors` end to end.
 
 use std::path::Path;
 
@@ -10,11 +11,21 @@ use crate::{policies, setup, util};
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     setup::run(root).context("setup failed")?;
     policies::build(root).context("build-policies failed")?;
-    let mut cmd = util::cargo(root);
-    cmd.args(["run", "--release", "-p", "weir-host", "--example", "demo"])
-        .env("WEIR_POLICY_DIR", policies::output_dir(root));
-    if !args.is_empty() {
-        cmd.arg("--").args(args);
-    }
+    util::run(util::cargo(root).args([
+        "build",
+        "--release",
+        "-p",
+        "weir-host",
+        "--bin",
+        "weir",
+        "--example",
+        "demo",
+    ]))
+    .context("building weir and the demo")?;
+    let target = util::metadata(root)?.target_directory;
+    let mut cmd = std::process::Command::new(target.join("release/examples/demo"));
+    cmd.env("WEIR_POLICY_DIR", policies::output_dir(root))
+        .env("WEIR_BIN", target.join("release/weir"));
+    cmd.args(args);
     util::run(&mut cmd).context("the demo failed")
 }

@@ -1,20 +1,39 @@
 //! The `weir` command line: argument parsing and one module per subcommand.
 
 mod eval;
+mod generate;
 mod inspect;
+mod run;
 
 use clap::{Parser, Subcommand};
 
 pub use eval::EvalArgs;
+pub use generate::{GenerateArgs, GenerateWhat};
 pub use inspect::InspectArgs;
+pub use run::{CheckArgs, QuickArgs, QuickFormat, QuickStdout, RunArgs};
 
 /// Weir: a WebAssembly edge preprocessing runtime.
 #[derive(Debug, Parser)]
 #[command(name = "weir", version, about)]
 pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing-subscriber syntax); `RUST_LOG` overrides it.
+    #[arg(long, global = true, default_value = "weir_host=info,warn")]
+    pub log: String,
     /// The subcommand.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// The subcommands.
@@ -24,6 +43,13 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Run one or more policies over NDJSON records or generated data and show before and after.
     Eval(EvalArgs),
+    /// Run the pipeline: sources, batching, the policy chain and sinks, until the inputs end
+    /// or SIGINT/SIGTERM.
+    Run(RunArgs),
+    /// Validate a config file, open its sources and compile its policies, without running.
+    Check(CheckArgs),
+    /// Write realistic test input (sensor NDJSON with outliers and some garbage lines).
+    Generate(GenerateArgs),
 }
 
 impl Cli {
@@ -32,9 +58,24 @@ impl Cli {
     /// # Errors
     /// Whatever the subcommand reports.
     pub fn run(self) -> anyhow::Result<()> {
+        self.init_logging();
         match self.command {
             Command::Inspect(args) => inspect::run(&args),
             Command::Eval(args) => eval::run(&args),
+            Command::Run(args) => run::run(&args),
+            Command::Check(args) => run::check(&args),
+            Command::Generate(args) => generate::run(&args),
         }
+    }
+
+    fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&self.log));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        // A second initialization (tests calling `run` twice) is harmless; ignore it.
+        let _ = match self.log_format {
+            LogFormat::Text => builder.try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
     }
 }

@@ -1,6 +1,414 @@
 //! The pipeline: sources → batcher → policy chain → sinks, with bounded queues between the
 //! stages so that a slow sink slows the sources and memory stays bounded.
+//!
+//! ```text
+//! source ─chunks─▶ batcher ─┐                    ┌─▶ sink stage (thread) ─▶ files
+//! source ─chunks─▶ batcher ─┼─envelopes─▶ chain ─┼─▶ sink stage (thread) ─▶ ...
+//!                           ┘  (thread)          └─▶ dead-letter stage (thread)
+//! ```
+//!
+//! Every queue holds `pipeline.queue_depth` items; a full queue makes the stage before it wait.
+//! The chain numbers batches; sinks report which numbers are durable ([`Commits`]), and
+//! follow-mode checkpoints advance only behind every sink.
 
+mod batcher;
+mod chain_stage;
+mod commits;
+mod error;
 mod record;
+mod sink_stage;
+mod summary;
 
-pub use record::{Checkpoint, DeadRecords, PolicyStamp, Rejected, SourceChunk};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use batcher::{Batcher, BatcherClosed};
+pub use chain_stage::{ChainCounts, stamps};
+pub use commits::Commits;
+pub use error::PipelineError;
+pub use record::{Checkpoint, DeadRecords, Envelope, PolicyStamp, Rejected, SourceChunk};
+pub use summary::{PolicySummary, RunSummary, SourceSummary};
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::policy::{CompileCache, PolicyChain, PolicyRunner, compile_in_background_cached};
+use crate::sinks::{DeadLetterSink, Sink};
+use crate::sources::{SchemaOrigin, Source, SourceContext};
+
+/// Sources opened and policies compiled: everything `weir check` verifies. Nothing has been
+/// written yet.
+pub struct Plan {
+    config: Config,
+    sources: Vec<(String, Box<dyn Source>)>,
+    chain: PolicyChain,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("sources", &self.sources.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plan {
+    /// Starts the engine, compiles and initializes every policy (in parallel, off this
+    /// thread), and opens every source (declaring or inferring its schema).
+    ///
+    /// # Errors
+    /// A [`PipelineError`] naming the config file, the key and the cause.
+    pub fn prepare(config: Config) -> Result<Self, PipelineError> {
+        let origin = config.origin.clone();
+        let engine = Engine::new(config.limits.to_limits())
+            .map_err(|source| PipelineError::Engine { source })?;
+        // A cache that cannot open only costs compile time; say so and go on.
+        let cache = match CompileCache::open(&config.state_dir().join("compiled")) {
+            Ok(cache) => Some(Arc::new(cache)),
+            Err(error) => {
+                tracing::warn!(%error, "compiling without the compile cache");
+                None
+            }
+        };
+        let mut tasks = Vec::with_capacity(config.policies.len());
+        for (index, policy) in config.policies.iter().enumerate() {
+            let path = config.resolve(&policy.module);
+            let bytes = std::fs::read(&path).map_err(|source| PipelineError::ReadModule {
+                origin: origin.clone(),
+                index,
+                path: path.clone(),
+                source,
+            })?;
+            let label = path.display().to_string();
+            tasks.push(compile_in_background_cached(&engine, &label, bytes, cache.clone()));
+        }
+        let mut chain = PolicyChain::new();
+        for (index, (task, policy)) in tasks.into_iter().zip(&config.policies).enumerate() {
+            let module = task.wait().map_err(|source| PipelineError::Load {
+                origin: origin.clone(),
+                index,
+                source,
+            })?;
+            let params = match &policy.params {
+                Some(table) => serde_json::to_vec(table).expect("a TOML table is valid JSON"),
+                None => b"{}".to_vec(),
+            };
+            let runner = PolicyRunner::new(module, params).map_err(|source| PipelineError::Init {
+                origin: origin.clone(),
+                index,
+                source,
+            })?;
+            chain.push(runner, policy.on_error);
+        }
+        let mut sources = Vec::with_capacity(config.sources.len());
+        for (name, source) in &config.sources {
+            let opened = crate::sources::open(&config, name, source).map_err(|source| {
+                PipelineError::Source { origin: origin.clone(), name: name.clone(), source }
+            })?;
+            sources.push((name.clone(), opened));
+        }
+        Ok(Self { config, sources, chain })
+    }
+
+    /// Lines describing the plan: each source's schema and where it came from, each policy,
+    /// each sink.
+    #[must_use]
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (name, source) in &self.sources {
+            let origin = match source.schema_origin() {
+                SchemaOrigin::Declared => "declared".to_owned(),
+                SchemaOrigin::Inferred(from) => format!("INFERRED from {from}"),
+                SchemaOrigin::Embedded => "from the input".to_owned(),
+            };
+            lines.push(format!("source {name}: schema {origin}:"));
+            for field in source.schema().fields() {
+                let null = if field.is_nullable() { "?" } else { "" };
+                lines.push(format!("    {}: {}{null}", field.name(), field.data_type()));
+            }
+        }
+        for (i, p) in self.chain.policies().iter().enumerate() {
+            let m = p.runner.module();
+            lines.push(format!(
+                "policy {i}: {} {} ({:?}, sha256 {}, compiled in {:.1} ms), on error: {:?}",
+                m.name(),
+                m.manifest().crate_version,
+                m.manifest().kind,
+                &m.sha256_hex()[..16],
+                m.compile_time().as_secs_f64() * 1e3,
+                p.fail_mode
+            ));
+        }
+        for (name, sink) in &self.config.sinks {
+            lines.push(format!("sink {name}: {}", serde_json::to_string(sink).unwrap_or_default()));
+        }
+        lines.push(format!("dead letters: {}", self.config.dead_letter_dir().display()));
+        lines
+    }
+
+    /// Total input bytes when every source is finite and sized (files).
+    #[must_use]
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.sources.iter().map(|(_, s)| s.total_bytes()).sum()
+    }
+
+    /// Opens the sinks (creating directories, clearing a crashed run's temporary files).
+    ///
+    /// # Errors
+    /// A [`PipelineError::Sink`] naming the sink.
+    pub fn open(self) -> Result<Pipeline, PipelineError> {
+        let mut sinks = Vec::with_capacity(self.config.sinks.len());
+        for (name, sink) in &self.config.sinks {
+            let opened = crate::sinks::open(name, sink, |p| self.config.resolve(p)).map_err(
+                |source| PipelineError::Sink {
+                    origin: self.config.origin.clone(),
+                    name: name.clone(),
+                    source,
+                },
+            )?;
+            sinks.push((name.clone(), opened));
+        }
+        let dead_letter =
+            DeadLetterSink::new(self.config.dead_letter.as_ref(), self.config.dead_letter_dir())
+                .map_err(|source| PipelineError::Sink {
+                    origin: self.config.origin.clone(),
+                    name: "dead_letter".to_owned(),
+                    source,
+                })?;
+        Ok(Pipeline { plan: self, sinks, dead_letter })
+    }
+}
+
+/// A pipeline ready to run.
+pub struct Pipeline {
+    plan: Plan,
+    sinks: Vec<(String, Box<dyn Sink>)>,
+    dead_letter: DeadLetterSink,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").field("plan", &self.plan).finish_non_exhaustive()
+    }
+}
+
+/// Live numbers while a pipeline runs (for a progress bar).
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Input bytes read so far.
+    pub bytes_read: Arc<AtomicU64>,
+}
+
+impl Pipeline {
+    /// Total input bytes when known (see [`Plan::total_bytes`]).
+    #[must_use]
+    pub fn total_bytes(&self) -> Option<u64> {
+        self.plan.total_bytes()
+    }
+
+    /// Runs until every source has ended, or until `shutdown` is cancelled (then sources stop,
+    /// and everything already read is drained, written and finalized). `started` is when the
+    /// process started, for the ready time. Never fails as a whole: errors of single stages are
+    /// in [`RunSummary::errors`].
+    pub async fn run(
+        self,
+        shutdown: CancellationToken,
+        progress: &Progress,
+        started: Instant,
+    ) -> RunSummary {
+        let Self { plan, sinks, dead_letter } = self;
+        let Plan { config, sources, chain } = plan;
+        let depth = config.pipeline.queue_depth;
+        let runtime = tokio::runtime::Handle::current();
+        let commits = Arc::new(Commits::new(sinks.len() + 1, config.state_dir()));
+        let counts = Arc::new(Mutex::new(ChainCounts::default()));
+        let policy_stamps = stamps(&chain);
+
+        // Sinks first, so that they are ready when data arrives.
+        let mut sink_txs = Vec::with_capacity(sinks.len());
+        let mut sink_tasks = Vec::with_capacity(sinks.len());
+        for (index, (name, sink)) in sinks.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(depth);
+            sink_txs.push(tx);
+            let (commits, runtime, stop) =
+                (Arc::clone(&commits), runtime.clone(), shutdown.clone());
+            sink_tasks.push((
+                name.clone(),
+                tokio::task::spawn_blocking(move || {
+                    let result = sink_stage::run(sink, index, rx, &commits, &runtime);
+                    if let Err(error) = &result {
+                        tracing::error!(sink = %name, %error, "sink failed; stopping the sources");
+                        stop.cancel();
+                    }
+                    result
+                }),
+            ));
+        }
+        let (dead_tx, dead_rx) = mpsc::channel(depth);
+        let dead_index = sink_txs.len();
+        let dead_task = {
+            let (commits, runtime, stop) = (Arc::clone(&commits), runtime.clone(), shutdown.clone());
+            tokio::task::spawn_blocking(move || {
+                let result = sink_stage::run(dead_letter, dead_index, dead_rx, &commits, &runtime);
+                if let Err(error) = &result {
+                    tracing::error!(%error, "dead-letter sink failed; stopping the sources");
+                    stop.cancel();
+                }
+                result
+            })
+        };
+
+        let (chain_tx, chain_rx) = mpsc::channel(depth);
+        let chain_task = {
+            let outputs = chain_stage::ChainOutputs { sinks: sink_txs, dead_letter: dead_tx };
+            let (commits, counts, stop) = (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
+            tokio::task::spawn_blocking(move || {
+                let result = chain_stage::run(chain, chain_rx, &outputs, &commits, &counts);
+                if result.is_err() {
+                    stop.cancel();
+                }
+                result
+            })
+        };
+
+        let mut source_tasks = Vec::with_capacity(sources.len());
+        let mut batcher_tasks = Vec::with_capacity(sources.len());
+        let mut schema_origins = Vec::with_capacity(sources.len());
+        for (name, source) in sources {
+            let name: Arc<str> = name.into();
+            let (tx, rx) = mpsc::channel(depth);
+            let batcher = Batcher::new(
+                Arc::clone(&name),
+                source.schema(),
+                config.pipeline.batch_max_rows,
+                config.pipeline.batch_max_delay.0,
+            );
+            batcher_tasks.push(tokio::spawn(batcher.run(rx, chain_tx.clone())));
+            schema_origins.push(match source.schema_origin() {
+                SchemaOrigin::Declared => "declared".to_owned(),
+                SchemaOrigin::Inferred(from) => format!("inferred from {from}"),
+                SchemaOrigin::Embedded => "from the input".to_owned(),
+            });
+            let ctx = SourceContext {
+                name: Arc::clone(&name),
+                tx,
+                shutdown: shutdown.clone(),
+                bytes_read: Arc::clone(&progress.bytes_read),
+                batch_rows: config.pipeline.batch_max_rows,
+                state_dir: config.state_dir(),
+            };
+            source_tasks.push((name, source.start(ctx)));
+        }
+        drop(chain_tx);
+        let ready = Instant::now();
+        let ready_ms = ready.duration_since(started).as_secs_f64() * 1e3;
+        tracing::info!(ready_ms, "pipeline ready");
+
+        let mut errors = Vec::new();
+        let mut source_summaries = std::collections::BTreeMap::new();
+        for ((name, task), schema) in source_tasks.into_iter().zip(schema_origins) {
+            let (report, error) = match task.await {
+                Ok(Ok(report)) => (report, None),
+                Ok(Err(error)) => {
+                    tracing::error!(source = %name, %error, "source failed");
+                    (Default::default(), Some(error.to_string()))
+                }
+                Err(join) => (Default::default(), Some(format!("source task failed: {join}"))),
+            };
+            if let Some(e) = &error {
+                errors.push(format!("source {name}: {e}"));
+            }
+            source_summaries.insert(name.to_string(), SourceSummary { report, schema, error });
+        }
+        for task in batcher_tasks {
+            match task.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(join) => errors.push(format!("batcher failed: {join}")),
+            }
+        }
+        let chain = match chain_task.await {
+            Ok(Ok(chain)) => Some(chain),
+            Ok(Err(e)) => {
+                errors.push(format!("policy chain stopped: {e}"));
+                None
+            }
+            Err(join) => {
+                errors.push(format!("policy chain failed: {join}"));
+                None
+            }
+        };
+        let mut sink_reports = std::collections::BTreeMap::new();
+        for (name, task) in sink_tasks {
+            match task.await {
+                Ok(Ok(report)) => {
+                    sink_reports.insert(name, report);
+                }
+                Ok(Err(e)) => errors.push(format!("sink {name}: {e}")),
+                Err(join) => errors.push(format!("sink {name} failed: {join}")),
+            }
+        }
+        let dead_letter = match dead_task.await {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => {
+                errors.push(format!("dead-letter sink: {e}"));
+                Default::default()
+            }
+            Err(join) => {
+                errors.push(format!("dead-letter sink failed: {join}"));
+                Default::default()
+            }
+        };
+        let policies = chain
+            .as_ref()
+            .map(|chain| {
+                chain
+                    .policies()
+                    .iter()
+                    .zip(&policy_stamps)
+                    .map(|(p, stamp)| PolicySummary {
+                        name: stamp.name.clone(),
+                        version: stamp.version.clone(),
+                        sha256: stamp.sha256.clone(),
+                        rows_in: p.stats.rows_in,
+                        rows_out: p.stats.rows_out,
+                        filtered: p.stats.rows_filtered,
+                        dead_lettered: p.stats.rows_dead_lettered,
+                        dropped: p.stats.rows_dropped,
+                        errors: p
+                            .stats
+                            .errors
+                            .iter()
+                            .map(|(k, n)| (k.as_str().to_owned(), *n))
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut summary = RunSummary {
+            bytes_in: source_summaries.values().map(|s| s.report.bytes).sum(),
+            sources: source_summaries,
+            chain: counts.lock().clone(),
+            policies,
+            sinks: sink_reports,
+            dead_letter,
+            rows_in: 0,
+            rows_out: 0,
+            rows_filtered: 0,
+            rows_dead_lettered: 0,
+            rows_dropped: 0,
+            balanced: false,
+            ready_ms,
+            elapsed_secs: ready.elapsed().as_secs_f64(),
+            checkpoints_stored: commits.stored(),
+            errors,
+        };
+        summary.total();
+        summary
+    }
+}

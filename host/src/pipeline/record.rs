@@ -96,3 +96,19 @@ impl DeadRecords {
         }
     }
 }
+
+/// What the batcher hands the chain: a batch of one source's rows (up to `batch_max_rows`),
+/// the records it rejected meanwhile, and the checkpoint reached.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// The source's name.
+    pub source: Arc<str>,
+    /// The rows, if any.
+    pub batch: Option<RecordBatch>,
+    /// Records that did not fit the source's schema.
+    pub rejected: Vec<Rejected>,
+    /// For follow mode: the position once this envelope is durable downstream.
+    pub checkpoint: Option<Checkpoint>,
+    /// Input bytes covered.
+    pub bytes: u64,
+}

@@ -17,6 +17,7 @@ use weir_abi::{
 };
 
 use super::abi::DeclaredSchema;
+use super::compile_cache::CompileCache;
 use crate::engine::{Engine, GuestState, PROVIDED_WASI, PROVIDED_WEIR};
 
 /// What is wrong with a module.
@@ -271,13 +272,32 @@ impl PolicyModule {
     /// # Errors
     /// A [`LoadError`] naming `label` and the first check that failed.
     pub fn compile(engine: &Engine, label: &str, bytes: &[u8]) -> Result<Self, LoadError> {
-        Self::compile_inner(engine, bytes).map_err(|kind| LoadError {
+        Self::compile_cached(engine, label, bytes, None)
+    }
+
+    /// As [`PolicyModule::compile`], but takes the Cranelift output from `cache` when it holds
+    /// an authenticated entry for these bytes, and stores it there otherwise. Every other check
+    /// runs on `bytes` either way.
+    ///
+    /// # Errors
+    /// As for [`PolicyModule::compile`].
+    pub fn compile_cached(
+        engine: &Engine,
+        label: &str,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+    ) -> Result<Self, LoadError> {
+        Self::compile_inner(engine, bytes, cache).map_err(|kind| LoadError {
             module: label.to_owned(),
             kind,
         })
     }
 
-    fn compile_inner(engine: &Engine, bytes: &[u8]) -> Result<Self, LoadErrorKind> {
+    fn compile_inner(
+        engine: &Engine,
+        bytes: &[u8],
+        cache: Option<&CompileCache>,
+    ) -> Result<Self, LoadErrorKind> {
         let cap = engine.limits().max_module_bytes;
         if bytes.len() > cap {
             return Err(LoadErrorKind::TooLarge {
@@ -287,10 +307,19 @@ impl PolicyModule {
         }
         let inspection = inspect(bytes)?;
         let started = Instant::now();
-        let module =
-            Module::from_binary(engine.wasmtime(), bytes).map_err(|e| LoadErrorKind::Compile {
-                source: e.into_boxed_dyn_error(),
-            })?;
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let module = match cache.and_then(|c| c.load(engine, &sha256)) {
+            Some(module) => module,
+            None => {
+                let module = Module::from_binary(engine.wasmtime(), bytes).map_err(|e| {
+                    LoadErrorKind::Compile { source: e.into_boxed_dyn_error() }
+                })?;
+                if let Some(cache) = cache {
+                    cache.store(engine, &sha256, &module);
+                }
+                module
+            }
+        };
         let compile_time = started.elapsed();
         let has_initialize = check_exports(&module, &inspection.exports)?;
         let mut linker = engine.linker().clone();
@@ -314,7 +343,7 @@ impl PolicyModule {
         Ok(Self {
             declared,
             manifest: inspection.manifest,
-            sha256: Sha256::digest(bytes).into(),
+            sha256,
             size: bytes.len(),
             compile_time,
             has_initialize,
@@ -432,6 +461,17 @@ impl CompileTask {
 /// Cranelift.
 #[must_use]
 pub fn compile_in_background(engine: &Engine, label: &str, bytes: Vec<u8>) -> CompileTask {
+    compile_in_background_cached(engine, label, bytes, None)
+}
+
+/// As [`compile_in_background`], with a [`CompileCache`].
+#[must_use]
+pub fn compile_in_background_cached(
+    engine: &Engine,
+    label: &str,
+    bytes: Vec<u8>,
+    cache: Option<Arc<CompileCache>>,
+) -> CompileTask {
     let (tx, rx) = mpsc::sync_channel(1);
     let timeout = engine.limits().compile_timeout;
     let spawned = std::thread::Builder::new()
@@ -441,7 +481,9 @@ pub fn compile_in_background(engine: &Engine, label: &str, bytes: Vec<u8>) -> Co
             let label = label.to_owned();
             move || {
                 // The receiver may have given up (timeout); nothing to do then.
-                let _ = tx.send(PolicyModule::compile(&engine, &label, &bytes));
+                let result =
+                    PolicyModule::compile_cached(&engine, &label, &bytes, cache.as_deref());
+                let _ = tx.send(result);
             }
         });
     if let Err(e) = spawned {

@@ -2,6 +2,7 @@
 
 pub mod abi;
 mod chain;
+mod compile_cache;
 mod error;
 mod instance;
 mod load;
@@ -9,5 +10,9 @@ mod runner;
 
 pub use chain::{ChainOutput, ChainPolicy, DeadLetter, FailMode, PolicyChain, PolicyStats};
 pub use error::{ErrorKind, Phase, PolicyError};
-pub use load::{CompileTask, LoadError, LoadErrorKind, PolicyModule, compile_in_background};
+pub use compile_cache::{CacheError, CompileCache};
+pub use load::{
+    CompileTask, LoadError, LoadErrorKind, PolicyModule, compile_in_background,
+    compile_in_background_cached,
+};
 pub use runner::PolicyRunner;

@@ -218,6 +218,95 @@ pub fn sensor_batch(rows: usize, seed: u64) -> RecordBatch {
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("columns match the schema")
 }
 
+/// The declared schema of [`write_sensor_ndjson`]'s lines, in the config's column syntax.
+pub const SENSOR_NDJSON_COLUMNS: [&str; 11] = [
+    "ts: timestamp(ms, UTC)",
+    "device_id: utf8",
+    "model: utf8",
+    "temperature_celsius: float64?",
+    "temp_value: float64?",
+    "temp_f: float64?",
+    "t℃: float64?",
+    "humidity_percent: float64?",
+    "hum: float64?",
+    "rh: float64?",
+    "battery_v: float64?",
+];
+
+/// What [`write_sensor_ndjson`] wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NdjsonStats {
+    /// Lines written.
+    pub lines: u64,
+    /// Lines that do not fit [`SENSOR_NDJSON_COLUMNS`] (garbage on purpose).
+    pub garbage: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Writes `rows` lines of sensor readings as a gateway receives them: four models that name
+/// and scale temperature and humidity differently (see [`sensor_batch`]), epoch-millisecond
+/// timestamps, about 1% impossible and 1% implausible values, and `garbage_per_mille` lines in
+/// 1000 that do not fit the schema (cut-off JSON, a text log line, `"n/a"` for a number, no
+/// `device_id`).
+///
+/// # Errors
+/// When writing fails.
+pub fn write_sensor_ndjson(
+    out: &mut impl std::io::Write,
+    rows: u64,
+    seed: u64,
+    garbage_per_mille: u32,
+) -> std::io::Result<NdjsonStats> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut stats = NdjsonStats::default();
+    let mut line = String::with_capacity(256);
+    let start_ms = 1_767_225_600_000i64;
+    for i in 0..rows {
+        use std::fmt::Write as _;
+        line.clear();
+        let ts = start_ms + i as i64 * 25;
+        let device = rng.random_range(0..5000u32);
+        let m = rng.random_range(0..SENSOR_MODELS.len());
+        let mut celsius = rng.random_range(-10.0..40.0f64);
+        let mut humidity = rng.random_range(5.0..95.0f64);
+        match rng.random_range(0..100u8) {
+            0 => celsius = -300.0,
+            1 => humidity = 140.0,
+            2 => celsius = rng.random_range(90.0..130.0),
+            _ => {}
+        }
+        let (t_name, t_val, h_name, h_val) = match m {
+            0 => ("temperature_celsius", celsius, "humidity_percent", humidity),
+            1 => ("temp_f", celsius * 9.0 / 5.0 + 32.0, "rh", humidity / 100.0),
+            2 => ("t℃", celsius, "hum", humidity),
+            _ => ("temp_value", celsius, "hum", humidity),
+        };
+        let battery = rng.random_range(2.8..3.3f64);
+        let garbage = rng.random_range(0..1000u32) < garbage_per_mille;
+        let _ = if garbage {
+            stats.garbage += 1;
+            match rng.random_range(0..4u8) {
+                0 => write!(line, r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","#, SENSOR_MODELS[m]),
+                1 => write!(line, "{ts} WARN sensor dev-{device:05} rebooted (watchdog)"),
+                2 => write!(line, r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","{t_name}":"n/a","{h_name}":{h_val:.2}}}"#, SENSOR_MODELS[m]),
+                _ => write!(line, r#"{{"ts":{ts},"model":"{}","{t_name}":{t_val:.2},"{h_name}":{h_val:.2}}}"#, SENSOR_MODELS[m]),
+            }
+        } else {
+            write!(
+                line,
+                r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","{t_name}":{t_val:.2},"{h_name}":{h_val:.3},"battery_v":{battery:.3}}}"#,
+                SENSOR_MODELS[m]
+            )
+        };
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+        stats.lines += 1;
+        stats.bytes += line.len() as u64;
+    }
+    Ok(stats)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +318,17 @@ mod tests {
         assert_eq!(a.schema(), flow_schema());
         let s = sensor_batch(1000, 7);
         assert_eq!(s.num_rows(), 1000);
+        let mut text = Vec::new();
+        let stats = write_sensor_ndjson(&mut text, 2000, 3, 10).unwrap();
+        assert_eq!(stats.bytes as usize, text.len());
+        let lines: Vec<&str> = std::str::from_utf8(&text).unwrap().lines().collect();
+        assert_eq!(lines.len(), 2000);
+        let parsed = lines.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
+        let fitting = parsed
+            .filter(|l| l.contains("device_id") && !l.contains("n/a"))
+            .count() as u64;
+        assert_eq!(fitting, 2000 - stats.garbage);
+        assert!((5..=40).contains(&stats.garbage), "about 1% garbage: {}", stats.garbage);
         // Every row has exactly one temperature and one humidity field.
         let present = |names: &[&str], row: usize| {
             names
