@@ -17,10 +17,12 @@ pub enum SinkError {
         source: std::io::Error,
     },
     /// Encoding Parquet failed.
-    #[error("{path}: writing Parquet: {source}")]
+    #[error("{path}: {action}: {source}")]
     Parquet {
         /// The file.
         path: PathBuf,
+        /// What the sink was doing, e.g. `encoding a batch`.
+        action: &'static str,
         /// The cause.
         #[source]
         source: parquet::errors::ParquetError,
@@ -35,5 +37,26 @@ pub enum SinkError {
         /// The cause.
         #[source]
         source: arrow_schema::ArrowError,
+    },
+    /// The reader of a pipe (stdout) went away (`EPIPE`).
+    #[error("{output}: the reader closed the pipe; nothing more can be written")]
+    BrokenPipe {
+        /// The output, e.g. `stdout`.
+        output: String,
+    },
+    /// The sink cannot do what was asked, e.g. a second schema on an IPC stream.
+    #[error("{output}: {message}")]
+    Unsupported {
+        /// The file, directory or `stdout`.
+        output: String,
+        /// What is not possible, and what to do instead.
+        message: String,
+    },
+    /// An earlier call failed; the sink refuses more work so that nothing after the failure is
+    /// reported as committed.
+    #[error("{output}: not writing after an earlier failure")]
+    Failed {
+        /// The file, directory or `stdout`.
+        output: String,
     },
 }

@@ -13,16 +13,51 @@
 //! durable in a finalized output. Follow-mode checkpoints advance only to what all sinks have
 //! committed, so a crash never skips data.
 
+mod arrow_ipc_sink;
+mod dead_letter_sink;
 mod error;
+mod finalize;
+mod parquet_sink;
+mod stdout_sink;
 
+pub use arrow_ipc_sink::ArrowIpcSink;
+pub use dead_letter_sink::DeadLetterSink;
 pub use error::SinkError;
+pub use parquet_sink::{POLICIES_KEY, ParquetSink, VERSION_KEY};
+pub use stdout_sink::StdoutSink;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use arrow_array::RecordBatch;
 
+use crate::config::SinkConfig;
 use crate::pipeline::PolicyStamp;
+
+/// Opens the sink named `name` described by `cfg`. `resolve` turns a configured path into the
+/// one to use (relative paths are relative to the config file); the arrow_ipc path `-` (stdout)
+/// is not resolved.
+///
+/// # Errors
+/// The sink could not be opened (e.g. its directory cannot be created), naming the output.
+pub fn open(
+    name: &str,
+    cfg: &SinkConfig,
+    resolve: impl Fn(&Path) -> PathBuf,
+) -> Result<Box<dyn Sink>, SinkError> {
+    Ok(match cfg {
+        SinkConfig::Parquet(c) => Box::new(ParquetSink::new(name, c, resolve(&c.path))?),
+        SinkConfig::ArrowIpc(c) => {
+            let path = if arrow_ipc_sink::is_stdout(&c.path) {
+                c.path.clone()
+            } else {
+                resolve(&c.path)
+            };
+            Box::new(ArrowIpcSink::new(name, c, path)?)
+        }
+        SinkConfig::Stdout(c) => Box::new(StdoutSink::new(name, c)),
+    })
+}
 
 /// What a sink did, for the run summary.
 #[derive(Debug, Clone, Default, serde::Serialize)]
