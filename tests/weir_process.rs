@@ -181,6 +181,7 @@ fn weir_command(args: &[&str], summary: &Path) -> Command {
         .arg(summary)
         .arg("--no-progress")
         .env("RUST_LOG", "weir_host=info,warn")
+        .env("RUST_BACKTRACE", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     cmd

@@ -206,11 +206,18 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the async runtime")?;
     let plan = Plan::prepare(config)?;
+    // An inferred schema is worth a look (and a copy into the config): print it plainly.
+    let mut inferred = false;
     for line in plan.describe() {
-        if line.contains("INFERRED") {
+        if line.starts_with("source ") {
+            inferred = line.contains("INFERRED");
+        }
+        if inferred {
             eprintln!("weir: {line}");
-        } else {
+        } else if line.starts_with("policy ") {
             tracing::info!("{line}");
+        } else {
+            tracing::debug!("{line}");
         }
     }
     let pipeline = plan.open()?;

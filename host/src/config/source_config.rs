@@ -65,7 +65,7 @@ impl FileFormat {
 }
 
 /// How a text source gets its schema.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaConfig {
     /// Declared columns in the policy-manifest syntax: `"name: type"`, `?` for nullable,
@@ -80,6 +80,12 @@ pub struct SchemaConfig {
 
 fn default_infer_rows() -> usize {
     1000
+}
+
+impl Default for SchemaConfig {
+    fn default() -> Self {
+        Self { columns: None, infer_rows: default_infer_rows() }
+    }
 }
 
 /// `type = "file"`.

@@ -32,7 +32,7 @@ pub enum PipelineError {
         index: usize,
         /// The cause.
         #[source]
-        source: crate::policy::LoadError,
+        source: Box<crate::policy::LoadError>,
     },
     /// A policy refused its parameters or failed to start.
     #[error("{origin}: policies[{index}].params: {source}")]
@@ -43,7 +43,7 @@ pub enum PipelineError {
         index: usize,
         /// The cause.
         #[source]
-        source: crate::policy::PolicyError,
+        source: Box<crate::policy::PolicyError>,
     },
     /// A source could not open.
     #[error("{origin}: sources.{name}: {source}")]
@@ -54,7 +54,7 @@ pub enum PipelineError {
         name: String,
         /// The cause.
         #[source]
-        source: crate::sources::SourceError,
+        source: Box<crate::sources::SourceError>,
     },
     /// A sink could not open.
     #[error("{origin}: sinks.{name}: {source}")]
@@ -65,6 +65,6 @@ pub enum PipelineError {
         name: String,
         /// The cause.
         #[source]
-        source: crate::sinks::SinkError,
+        source: Box<crate::sinks::SinkError>,
     },
 }

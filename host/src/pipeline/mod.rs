@@ -92,7 +92,7 @@ impl Plan {
             let module = task.wait().map_err(|source| PipelineError::Load {
                 origin: origin.clone(),
                 index,
-                source,
+                source: Box::new(source),
             })?;
             let params = match &policy.params {
                 Some(table) => serde_json::to_vec(table).expect("a TOML table is valid JSON"),
@@ -101,14 +101,18 @@ impl Plan {
             let runner = PolicyRunner::new(module, params).map_err(|source| PipelineError::Init {
                 origin: origin.clone(),
                 index,
-                source,
+                source: Box::new(source),
             })?;
             chain.push(runner, policy.on_error);
         }
         let mut sources = Vec::with_capacity(config.sources.len());
         for (name, source) in &config.sources {
             let opened = crate::sources::open(&config, name, source).map_err(|source| {
-                PipelineError::Source { origin: origin.clone(), name: name.clone(), source }
+                PipelineError::Source {
+                    origin: origin.clone(),
+                    name: name.clone(),
+                    source: Box::new(source),
+                }
             })?;
             sources.push((name.clone(), opened));
         }
@@ -168,7 +172,7 @@ impl Plan {
                 |source| PipelineError::Sink {
                     origin: self.config.origin.clone(),
                     name: name.clone(),
-                    source,
+                    source: Box::new(source),
                 },
             )?;
             sinks.push((name.clone(), opened));
@@ -178,7 +182,7 @@ impl Plan {
                 .map_err(|source| PipelineError::Sink {
                     origin: self.config.origin.clone(),
                     name: "dead_letter".to_owned(),
-                    source,
+                    source: Box::new(source),
                 })?;
         Ok(Pipeline { plan: self, sinks, dead_letter })
     }

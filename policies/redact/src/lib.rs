@@ -37,19 +37,39 @@ pub struct Config {
     pub columns: Option<Vec<String>>,
 }
 
-/// Slots in the memo of recent hashes (a power of two).
-const MEMO_SLOTS: usize = 8192;
+/// Values the memo holds before it starts over.
+const MEMO_CAP: usize = 1 << 16;
+
+/// FNV-1a: a fixed, cheap hasher for short ids (no random seed is needed, or available
+/// without WASI randomness, for a memo of public values).
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type Memo = std::collections::HashMap<Box<str>, [u8; 18], std::hash::BuildHasherDefault<Fnv>>;
 
 /// The state built at init.
 #[derive(Clone)]
 pub struct State {
     mac: Hmac<Sha256>,
     redact: [bool; 3],
-    /// A direct-mapped memo of recent values and their hashes. Gateways see the same few
-    /// thousand device ids and addresses over and over, and an HMAC costs two SHA-256
-    /// compressions; a hit costs a short FNV hash and a compare. The slot depends only on the
-    /// (public) input value, never on the key.
-    memo: Vec<Option<(Box<str>, [u8; 18])>>,
+    /// A memo of values and their hashes. Gateways see the same few thousand device ids and
+    /// addresses over and over, and an HMAC costs two SHA-256 compressions; a hit costs a
+    /// short FNV hash and a compare. It holds at most [`MEMO_CAP`] values and starts over when
+    /// full, so memory stays bounded.
+    memo: Memo,
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -83,7 +103,7 @@ pub fn init(c: Config) -> Result<State> {
             .ok_or_else(|| Error::new(format!("columns: unknown column `{name}`")))?;
         redact[i] = true;
     }
-    Ok(State { mac, redact, memo: vec![None; MEMO_SLOTS] })
+    Ok(State { mac, redact, memo: Memo::default() })
 }
 
 impl std::fmt::Debug for State {
@@ -119,17 +139,14 @@ pub fn keyed_hash(state: &State, value: &str) -> String {
 
 /// [`keyed_hash`] through the memo.
 fn memo_hash<'s>(state: &'s mut State, value: &str) -> &'s str {
-    // FNV-1a, 32-bit: cheap, and good enough to spread ids over the slots.
-    let mut h: u32 = 0x811c_9dc5;
-    for b in value.bytes() {
-        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    if !state.memo.contains_key(value) {
+        if state.memo.len() >= MEMO_CAP {
+            state.memo.clear();
+        }
+        let hash = keyed_hash_bytes(&state.mac, value);
+        state.memo.insert(value.into(), hash);
     }
-    let slot = (h as usize) & (MEMO_SLOTS - 1);
-    let hit = matches!(&state.memo[slot], Some((v, _)) if **v == *value);
-    if !hit {
-        state.memo[slot] = Some((value.into(), keyed_hash_bytes(&state.mac, value)));
-    }
-    let (_, hash) = state.memo[slot].as_ref().expect("filled above");
+    let hash = &state.memo[value];
     std::str::from_utf8(hash).expect("`h:` and hex digits are ASCII")
 }
 
@@ -216,12 +233,13 @@ mod tests {
     #[test]
     fn the_memo_gives_the_same_hashes_as_computing_them() {
         let mut s = state(r#"{"key": "memo"}"#).unwrap();
-        // More distinct values than slots, twice over: collisions evict, hits reuse.
+        // More distinct values than the memo holds, twice over: it starts over, hits reuse.
         for round in 0..2 {
-            for i in 0..(MEMO_SLOTS * 2) {
+            for i in 0..(MEMO_CAP + 1000) {
                 let v = format!("dev-{i:05}");
                 let fresh = keyed_hash(&s, &v);
                 assert_eq!(memo_hash(&mut s, &v), fresh, "round {round}, {v}");
+                assert!(s.memo.len() <= MEMO_CAP);
             }
         }
     }
