@@ -98,9 +98,9 @@ pub struct Finished {
 
 impl Finished {
     fn from_output(out: Output, summary: &Path) -> Self {
-        let summary = std::fs::read(summary).ok().map(|b| {
-            serde_json::from_slice(&b).expect("the summary is JSON")
-        });
+        let summary = std::fs::read(summary)
+            .ok()
+            .map(|b| serde_json::from_slice(&b).expect("the summary is JSON"));
         Self {
             code: out.status.code(),
             stdout: out.stdout,
@@ -124,15 +124,28 @@ impl Finished {
 /// parts (sources, policies, chain), not from the summary's own flag alone.
 pub fn assert_balanced(s: &Value) {
     let n = |v: &Value| v.as_u64().expect("a count");
-    let sources_in: u64 =
-        s["sources"].as_object().unwrap().values().map(|v| n(&v["rows"]) + n(&v["rejected"])).sum();
-    let rejected: u64 = s["sources"].as_object().unwrap().values().map(|v| n(&v["rejected"])).sum();
+    let sources_in: u64 = s["sources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| n(&v["rows"]) + n(&v["rejected"]))
+        .sum();
+    let rejected: u64 = s["sources"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| n(&v["rejected"]))
+        .sum();
     let policies = s["policies"].as_array().unwrap();
     let filtered: u64 = policies.iter().map(|p| n(&p["filtered"])).sum();
     let dead: u64 = policies.iter().map(|p| n(&p["dead_lettered"])).sum::<u64>() + rejected;
     let dropped: u64 = policies.iter().map(|p| n(&p["dropped"])).sum();
     let out = n(&s["rows_out"]);
-    assert_eq!(n(&s["rows_in"]), sources_in, "summary rows_in vs the sources: {s:#}");
+    assert_eq!(
+        n(&s["rows_in"]),
+        sources_in,
+        "summary rows_in vs the sources: {s:#}"
+    );
     assert_eq!(
         sources_in,
         out + filtered + dead + dropped,
@@ -140,7 +153,11 @@ pub fn assert_balanced(s: &Value) {
     );
     assert_eq!(s["balanced"], Value::Bool(true), "{s:#}");
     assert_eq!(n(&s["rows_dead_lettered"]), dead);
-    assert_eq!(n(&s["dead_letter"]["rows"]), dead, "dead-letter sink wrote every dead row");
+    assert_eq!(
+        n(&s["dead_letter"]["rows"]),
+        dead,
+        "dead-letter sink wrote every dead row"
+    );
     for (name, sink) in s["sinks"].as_object().unwrap() {
         assert_eq!(n(&sink["rows"]), out, "sink {name} wrote every output row");
     }
@@ -157,7 +174,11 @@ pub fn run_weir(scratch: &Scratch, args: &[&str]) -> Finished {
 pub fn run_weir_with_stdin(scratch: &Scratch, args: &[&str], stdin: Option<&[u8]>) -> Finished {
     let summary = scratch.join(&format!("summary-{}.json", unique()));
     let mut cmd = weir_command(args, &summary);
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
     let mut child = cmd.spawn().expect("weir starts");
     if let Some(input) = stdin {
         use std::io::Write as _;
@@ -207,7 +228,11 @@ impl Running {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
-        Self { child: cmd.spawn().expect("weir starts"), summary, stderr_path }
+        Self {
+            child: cmd.spawn().expect("weir starts"),
+            summary,
+            stderr_path,
+        }
     }
 
     /// stderr so far.
@@ -221,9 +246,16 @@ impl Running {
         let start = Instant::now();
         while !self.stderr().contains(needle) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("weir exited ({status}) before {needle:?}:\n{}", self.stderr());
+                panic!(
+                    "weir exited ({status}) before {needle:?}:\n{}",
+                    self.stderr()
+                );
             }
-            assert!(start.elapsed() < timeout, "no {needle:?} after {timeout:?}:\n{}", self.stderr());
+            assert!(
+                start.elapsed() < timeout,
+                "no {needle:?} after {timeout:?}:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -299,34 +331,45 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
         .unwrap_or_else(|e| panic!("{}: not a complete Parquet file: {e}", path.display()))
         .build()
         .expect("reader");
-    reader.map(|b| b.unwrap_or_else(|e| panic!("{}: {e}", path.display()))).collect()
+    reader
+        .map(|b| b.unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .collect()
 }
 
 /// The key-value metadata of a Parquet file.
 #[must_use]
 pub fn parquet_metadata(path: &Path) -> Vec<(String, String)> {
     let file = std::fs::File::open(path).expect("open parquet");
-    let builder =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).expect("footer");
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .expect("footer");
     builder
         .metadata()
         .file_metadata()
         .key_value_metadata()
-        .map(|kv| kv.iter().map(|k| (k.key.clone(), k.value.clone().unwrap_or_default())).collect())
+        .map(|kv| {
+            kv.iter()
+                .map(|k| (k.key.clone(), k.value.clone().unwrap_or_default()))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Every row of every final Parquet file in `dir`.
 #[must_use]
 pub fn read_parquet_dir(dir: &Path) -> Vec<RecordBatch> {
-    parquet_files(dir).iter().flat_map(|p| read_parquet(p)).collect()
+    parquet_files(dir)
+        .iter()
+        .flat_map(|p| read_parquet(p))
+        .collect()
 }
 
 /// Every batch of every Arrow IPC file (`.arrow`) in `dir`, with the file name.
 #[must_use]
 pub fn read_ipc_dir(dir: &Path) -> Vec<(PathBuf, RecordBatch)> {
     let mut out = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else { return out };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
     let mut paths: Vec<PathBuf> = rd
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -350,5 +393,9 @@ pub fn read_ipc_dir(dir: &Path) -> Vec<(PathBuf, RecordBatch)> {
 /// A free UDP port on 127.0.0.1 (bound and released; loopback only).
 #[must_use]
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }

@@ -54,7 +54,8 @@ fn generate(dir: &Path, rows: u64) -> Result<u64> {
     let (mut bytes, mut garbage) = (0, 0);
     for f in 0..FILES {
         let path = data.join(format!("sensors-{f}.ndjson"));
-        let file = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        let file =
+            std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let n = rows / FILES + u64::from(f < rows % FILES);
         // In slices, so the bar moves.
@@ -80,7 +81,14 @@ fn generate(dir: &Path, rows: u64) -> Result<u64> {
     Ok(bytes)
 }
 
-fn read_back(out: &Path) -> Result<(Vec<(PathBuf, u64, u64)>, Option<RecordBatch>, String)> {
+/// What the demo read back: the files (path, rows, bytes), a preview, the policies metadata.
+struct ReadBack {
+    files: Vec<(PathBuf, u64, u64)>,
+    preview: Option<RecordBatch>,
+    metadata: String,
+}
+
+fn read_back(out: &Path) -> Result<ReadBack> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(out)?
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -112,7 +120,11 @@ fn read_back(out: &Path) -> Result<(Vec<(PathBuf, u64, u64)>, Option<RecordBatch
         }
         listing.push((path.clone(), rows, std::fs::metadata(path)?.len()));
     }
-    Ok((listing, preview, metadata))
+    Ok(ReadBack {
+        files: listing,
+        preview,
+        metadata,
+    })
 }
 
 fn main() -> Result<()> {
@@ -142,7 +154,11 @@ fn main() -> Result<()> {
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary_path)?)?;
 
     println!("\n3. What came out, read back from the Parquet files");
-    let (files, preview, metadata) = read_back(&out)?;
+    let ReadBack {
+        files,
+        preview,
+        metadata,
+    } = read_back(&out)?;
     for (path, rows, size) in &files {
         println!(
             "  {}  {rows:>8} rows  {:>7.1} KiB",
@@ -166,7 +182,11 @@ fn main() -> Result<()> {
     }
     let dead = dir.join("out/dead-letter");
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
-    for entry in std::fs::read_dir(&dead).into_iter().flatten().filter_map(Result::ok) {
+    for entry in std::fs::read_dir(&dead)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+    {
         let path = entry.path();
         if path.extension().is_none_or(|e| e != "arrow") {
             continue;
@@ -189,10 +209,18 @@ fn main() -> Result<()> {
 
     println!("\n4. Summary");
     let n = |v: &Value| v.as_u64().unwrap_or(0);
-    println!("  rows in {}  out {}  filtered {}  dead-lettered {}  ({})",
-        n(&summary["rows_in"]), n(&summary["rows_out"]), n(&summary["rows_filtered"]),
+    println!(
+        "  rows in {}  out {}  filtered {}  dead-lettered {}  ({})",
+        n(&summary["rows_in"]),
+        n(&summary["rows_out"]),
+        n(&summary["rows_filtered"]),
         n(&summary["rows_dead_lettered"]),
-        if summary["balanced"] == Value::Bool(true) { "every row accounted for" } else { "NOT BALANCED" });
+        if summary["balanced"] == Value::Bool(true) {
+            "every row accounted for"
+        } else {
+            "NOT BALANCED"
+        }
+    );
     for p in summary["policies"].as_array().into_iter().flatten() {
         println!(
             "  {:<17} in {:>8}  out {:>8}  filtered {:>6}  dead-lettered {:>4}",
@@ -203,7 +231,9 @@ fn main() -> Result<()> {
             n(&p["dead_lettered"])
         );
     }
-    let secs = summary["elapsed_secs"].as_f64().unwrap_or(wall.as_secs_f64());
+    let secs = summary["elapsed_secs"]
+        .as_f64()
+        .unwrap_or(wall.as_secs_f64());
     println!(
         "  {} Parquet files; {:.2} s in the pipeline ({:.2} s with start-up), {:.0} rows/s, {:.0} MB/s \
          of NDJSON; ready after {:.1} ms",

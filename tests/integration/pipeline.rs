@@ -82,7 +82,11 @@ fn expected_rows(lines: &[&str]) -> (Vec<Expected>, Vec<usize>, usize) {
             continue;
         };
         let num = |k: &str| v.get(k).and_then(Value::as_f64);
-        let bad_type = v.as_object().unwrap().iter().any(|(k, x)| k != "device_id" && k != "model" && x.is_string());
+        let bad_type = v
+            .as_object()
+            .unwrap()
+            .iter()
+            .any(|(k, x)| k != "device_id" && k != "model" && x.is_string());
         if v.get("device_id").is_none() || bad_type {
             rejected.push(i + 1);
             continue;
@@ -105,7 +109,12 @@ fn expected_rows(lines: &[&str]) -> (Vec<Expected>, Vec<usize>, usize) {
         let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
         mac.update(v["device_id"].as_str().unwrap().as_bytes());
         let device = format!("h:{}", hex::encode(&mac.finalize().into_bytes()[..8]));
-        out.push(Expected { ts: v["ts"].as_i64().unwrap(), device, celsius, percent });
+        out.push(Expected {
+            ts: v["ts"].as_i64().unwrap(),
+            device,
+            celsius,
+            percent,
+        });
     }
     (out, rejected, filtered)
 }
@@ -113,10 +122,19 @@ fn expected_rows(lines: &[&str]) -> (Vec<Expected>, Vec<usize>, usize) {
 fn actual_rows(batches: &[RecordBatch]) -> Vec<Expected> {
     let mut out = Vec::new();
     for b in batches {
-        let ts = b.column_by_name("ts").unwrap().as_primitive::<TimestampMillisecondType>();
+        let ts = b
+            .column_by_name("ts")
+            .unwrap()
+            .as_primitive::<TimestampMillisecondType>();
         let dev = b.column_by_name("device_id").unwrap().as_string::<i32>();
-        let c = b.column_by_name("sensor.temperature.celsius").unwrap().as_primitive::<Float64Type>();
-        let h = b.column_by_name("sensor.humidity.percent").unwrap().as_primitive::<Float64Type>();
+        let c = b
+            .column_by_name("sensor.temperature.celsius")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let h = b
+            .column_by_name("sensor.humidity.percent")
+            .unwrap()
+            .as_primitive::<Float64Type>();
         for i in 0..b.num_rows() {
             out.push(Expected {
                 ts: ts.value(i),
@@ -157,20 +175,32 @@ fn sensor_ndjson_through_three_policies_into_parquet_value_for_value() {
     let (mut want, rej_a, filt_a) = expected_rows(&la);
     let (want_b, rej_b, filt_b) = expected_rows(&lb);
     want.extend(want_b);
-    assert!(!rej_a.is_empty() && filt_a > 0, "the data has garbage and outliers");
+    assert!(
+        !rej_a.is_empty() && filt_a > 0,
+        "the data has garbage and outliers"
+    );
 
     let got = actual_rows(&read_parquet_dir(&scratch.join("out")));
     assert_eq!(got.len(), want.len(), "rows out");
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         assert!(
-            g.ts == w.ts && g.device == w.device && close(g.celsius, w.celsius) && close(g.percent, w.percent),
+            g.ts == w.ts
+                && g.device == w.device
+                && close(g.celsius, w.celsius)
+                && close(g.percent, w.percent),
             "row {i}: got {g:?}, want {w:?}"
         );
     }
     assert_eq!(s["rows_in"], 4200);
     assert_eq!(s["rows_out"].as_u64().unwrap() as usize, want.len());
-    assert_eq!(s["rows_filtered"].as_u64().unwrap() as usize, filt_a + filt_b);
-    assert_eq!(s["sources"]["sensors"]["rejected"].as_u64().unwrap() as usize, rej_a.len() + rej_b.len());
+    assert_eq!(
+        s["rows_filtered"].as_u64().unwrap() as usize,
+        filt_a + filt_b
+    );
+    assert_eq!(
+        s["sources"]["sensors"]["rejected"].as_u64().unwrap() as usize,
+        rej_a.len() + rej_b.len()
+    );
     // 4200 rows minus rejects and outliers, 1500 per file.
     let files = parquet_files(&scratch.join("out"));
     assert_eq!(files.len(), want.len().div_ceil(1500), "{files:?}");
@@ -179,10 +209,19 @@ fn sensor_ndjson_through_three_policies_into_parquet_value_for_value() {
     let dead = read_ipc_dir(&scratch.join("dead"));
     let mut locations = Vec::new();
     for (_, batch) in &dead {
-        let loc = batch.column_by_name("_weir_location").unwrap().as_string::<i32>();
-        let reason = batch.column_by_name("_weir_reason").unwrap().as_string::<i32>();
+        let loc = batch
+            .column_by_name("_weir_location")
+            .unwrap()
+            .as_string::<i32>();
+        let reason = batch
+            .column_by_name("_weir_reason")
+            .unwrap()
+            .as_string::<i32>();
         let raw = batch.column_by_name("raw").unwrap().as_binary::<i32>();
-        let origin = batch.column_by_name("_weir_origin").unwrap().as_string::<i32>();
+        let origin = batch
+            .column_by_name("_weir_origin")
+            .unwrap()
+            .as_string::<i32>();
         for i in 0..batch.num_rows() {
             assert_eq!(origin.value(i), "source:sensors");
             assert!(!reason.value(i).is_empty());
@@ -203,11 +242,24 @@ fn sensor_ndjson_through_three_policies_into_parquet_value_for_value() {
     // Metadata: every policy that touched the rows, with the sha256 of its module file.
     let meta: HashMap<String, String> = parquet_metadata(&files[0]).into_iter().collect();
     let policies: Value = serde_json::from_str(&meta["weir.policies"]).unwrap();
-    let names: Vec<&str> = policies.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = policies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     for name in ["sensor-normalize", "drop-outliers", "redact"] {
         assert!(names.contains(&name), "{name} in {policies}");
-        let sha = hex::encode(Sha256::digest(std::fs::read(policy_dir().join(format!("{name}.wasm"))).unwrap()));
-        assert!(policies.as_array().unwrap().iter().any(|p| p["name"] == name && p["sha256"] == sha.as_str()));
+        let sha = hex::encode(Sha256::digest(
+            std::fs::read(policy_dir().join(format!("{name}.wasm"))).unwrap(),
+        ));
+        assert!(
+            policies
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == name && p["sha256"] == sha.as_str())
+        );
     }
 }
 
@@ -246,7 +298,10 @@ print(json.dumps({"columns": cols, "kv": kv, "rows": f.metadata.num_rows, "codec
     assert_eq!(v["columns"]["device_id"], "string");
     assert_eq!(v["columns"]["sensor.temperature.celsius"], "double");
     assert_eq!(v["columns"]["battery_v"], "double");
-    assert!(v["columns"].get("temp_f").is_none(), "consumed by sensor-normalize");
+    assert!(
+        v["columns"].get("temp_f").is_none(),
+        "consumed by sensor-normalize"
+    );
     assert_eq!(v["codecs"], serde_json::json!(["ZSTD"]));
     assert_eq!(v["stats"], true);
     let policies: Value = serde_json::from_str(v["kv"]["weir.policies"].as_str().unwrap()).unwrap();

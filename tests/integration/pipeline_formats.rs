@@ -23,11 +23,17 @@ fn reference() -> RecordBatch {
         Field::new("value", DataType::Float64, true),
     ]));
     let ids: Int64Array = (0..ROWS as i64).collect();
-    let names: StringArray =
-        (0..ROWS).map(|i| (i % 7 != 3).then(|| format!("n-{i}, \"q\""))).collect();
-    let values: Float64Array = (0..ROWS).map(|i| (i % 11 != 5).then(|| i as f64 * 0.25 - 10.0)).collect();
-    RecordBatch::try_new(schema, vec![Arc::new(ids) as ArrayRef, Arc::new(names), Arc::new(values)])
-        .unwrap()
+    let names: StringArray = (0..ROWS)
+        .map(|i| (i % 7 != 3).then(|| format!("n-{i}, \"q\"")))
+        .collect();
+    let values: Float64Array = (0..ROWS)
+        .map(|i| (i % 11 != 5).then_some(i as f64 * 0.25 - 10.0))
+        .collect();
+    RecordBatch::try_new(
+        schema,
+        vec![Arc::new(ids) as ArrayRef, Arc::new(names), Arc::new(values)],
+    )
+    .unwrap()
 }
 
 fn ndjson(batch: &RecordBatch) -> Vec<u8> {
@@ -56,7 +62,10 @@ fn assert_reference(scratch: &Scratch, times: usize) {
     for b in &batches {
         let id = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
         let name = b.column_by_name("name").unwrap().as_string::<i32>();
-        let value = b.column_by_name("value").unwrap().as_primitive::<Float64Type>();
+        let value = b
+            .column_by_name("value")
+            .unwrap()
+            .as_primitive::<Float64Type>();
         for i in 0..b.num_rows() {
             rows.push((
                 id.value(i),
@@ -65,7 +74,7 @@ fn assert_reference(scratch: &Scratch, times: usize) {
             ));
         }
     }
-    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows.sort_by_key(|r| r.0);
     let r = reference();
     let name = r.column(1).as_string::<i32>();
     let value = r.column(2).as_primitive::<Float64Type>();
@@ -86,7 +95,12 @@ fn assert_reference(scratch: &Scratch, times: usize) {
 fn ndjson_file() {
     let s = Scratch::new("fmt-ndjson");
     let _ = s.write("in.ndjson", ndjson(&reference()));
-    let c = config(&s, &format!("[sources.f]\ntype = \"file\"\npath = \"in.ndjson\"\n[sources.f.schema]\n{COLUMNS}"));
+    let c = config(
+        &s,
+        &format!(
+            "[sources.f]\ntype = \"file\"\npath = \"in.ndjson\"\n[sources.f.schema]\n{COLUMNS}"
+        ),
+    );
     let sum = run_weir(&s, &["run", "--config", c.to_str().unwrap()]);
     assert_eq!(sum.ok()["rows_out"], ROWS as u64);
     assert_reference(&s, 1);
@@ -100,17 +114,28 @@ fn ndjson_with_an_inferred_schema_is_reported() {
     let run = run_weir(&s, &["run", "--config", c.to_str().unwrap()]);
     let sum = run.ok();
     assert!(run.stderr.contains("INFERRED"), "{}", run.stderr);
-    assert!(sum["sources"]["f"]["schema"].as_str().unwrap().contains("inferred"), "{sum}");
+    assert!(
+        sum["sources"]["f"]["schema"]
+            .as_str()
+            .unwrap()
+            .contains("inferred"),
+        "{sum}"
+    );
     assert_reference(&s, 1);
 }
 
 #[test]
 fn csv_file() {
     let s = Scratch::new("fmt-csv");
-    let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(Vec::new());
+    let mut w = arrow_csv::WriterBuilder::new()
+        .with_header(true)
+        .build(Vec::new());
     w.write(&reference()).unwrap();
     let _ = s.write("in.csv", w.into_inner());
-    let c = config(&s, &format!("[sources.f]\ntype = \"file\"\npath = \"in.csv\"\n[sources.f.schema]\n{COLUMNS}"));
+    let c = config(
+        &s,
+        &format!("[sources.f]\ntype = \"file\"\npath = \"in.csv\"\n[sources.f.schema]\n{COLUMNS}"),
+    );
     let _ = run_weir(&s, &["run", "--config", c.to_str().unwrap()]).ok();
     assert_reference(&s, 1);
 }
@@ -166,16 +191,24 @@ fn udp_datagrams_until_sigterm() {
     let port = free_udp_port();
     let c = config(
         &s,
-        &format!("[sources.u]\ntype = \"udp\"\nlisten = \"127.0.0.1:{port}\"\n[sources.u.schema]\n{COLUMNS}"),
+        &format!(
+            "[sources.u]\ntype = \"udp\"\nlisten = \"127.0.0.1:{port}\"\n[sources.u.schema]\n{COLUMNS}"
+        ),
     );
     let mut weir = Running::start(&s, &["run", "--config", c.to_str().unwrap()]);
     weir.wait_for("pipeline ready", Duration::from_secs(60));
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let text = ndjson(&reference());
     // Several records per datagram, as batching sensors send them; loopback only.
-    for chunk in String::from_utf8(text).unwrap().lines().collect::<Vec<_>>().chunks(5) {
+    for chunk in String::from_utf8(text)
+        .unwrap()
+        .lines()
+        .collect::<Vec<_>>()
+        .chunks(5)
+    {
         let datagram = chunk.join("\n");
-        sock.send_to(datagram.as_bytes(), ("127.0.0.1", port)).unwrap();
+        sock.send_to(datagram.as_bytes(), ("127.0.0.1", port))
+            .unwrap();
         std::thread::sleep(Duration::from_micros(300));
     }
     // Wait until everything has arrived (the summary is only written at exit, so poll the
@@ -190,7 +223,10 @@ fn udp_datagrams_until_sigterm() {
 #[test]
 fn generated_rows_and_rejected_csv_records() {
     let s = Scratch::new("fmt-gen");
-    let c = config(&s, "[sources.g]\ntype = \"generate\"\nkind = \"flows\"\nrows = 5000");
+    let c = config(
+        &s,
+        "[sources.g]\ntype = \"generate\"\nkind = \"flows\"\nrows = 5000",
+    );
     let sum = run_weir(&s, &["run", "--config", c.to_str().unwrap()]);
     assert_eq!(sum.ok()["rows_out"], 5000);
     let out = read_parquet_dir(&s.join("out"));
@@ -201,13 +237,25 @@ fn generated_rows_and_rejected_csv_records() {
     // A CSV record that does not fit goes to dead-letter with its line.
     let s = Scratch::new("fmt-csv-bad");
     let _ = s.write("in.csv", "id,name,value\n1,a,1.5\n2,b,notanumber\n3,c,\n");
-    let c = config(&s, &format!("[sources.f]\ntype = \"file\"\npath = \"in.csv\"\n[sources.f.schema]\n{COLUMNS}"));
+    let c = config(
+        &s,
+        &format!("[sources.f]\ntype = \"file\"\npath = \"in.csv\"\n[sources.f.schema]\n{COLUMNS}"),
+    );
     let run = run_weir(&s, &["run", "--config", c.to_str().unwrap()]);
     let sum = run.ok();
     assert_eq!(sum["rows_out"], 2);
     assert_eq!(sum["sources"]["f"]["rejected"], 1);
     let dead = read_ipc_dir(&s.join("dead"));
     let b = &dead[0].1;
-    assert!(b.column_by_name("_weir_location").unwrap().as_string::<i32>().value(0).ends_with("in.csv:3"));
-    assert_eq!(b.column_by_name("raw").unwrap().as_binary::<i32>().value(0), b"2,b,notanumber");
+    assert!(
+        b.column_by_name("_weir_location")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0)
+            .ends_with("in.csv:3")
+    );
+    assert_eq!(
+        b.column_by_name("raw").unwrap().as_binary::<i32>().value(0),
+        b"2,b,notanumber"
+    );
 }

@@ -16,12 +16,20 @@ use weir_tests::weir_process::{
 fn ids(batches: &[RecordBatch]) -> Vec<i64> {
     batches
         .iter()
-        .flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
+        .flat_map(|b| {
+            b.column_by_name("id")
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        })
         .collect()
 }
 
 fn lines(from: i64, to: i64) -> String {
-    (from..to).map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}\n", "x".repeat(40))).collect()
+    (from..to)
+        .map(|i| format!("{{\"id\":{i},\"pad\":\"{}\"}}\n", "x".repeat(40)))
+        .collect()
 }
 
 const SCHEMA: &str = "[sources.f.schema]\ncolumns = [\"id: int64\", \"pad: utf8\"]";
@@ -44,7 +52,10 @@ fn rotation_by_rows_bytes_and_time() {
         .map(|f| read_parquet(f).iter().map(RecordBatch::num_rows).sum())
         .collect();
     assert_eq!(sizes, vec![320, 320, 320, 40]);
-    assert_eq!(ids(&read_parquet_dir(&s.join("out"))), (0..1000).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&read_parquet_dir(&s.join("out"))),
+        (0..1000).collect::<Vec<_>>()
+    );
 
     // Bytes: rotate at 16 KiB (the writer's count plus its estimate for the open row group,
     // so compressed files come out smaller); 20,000 padded rows make several files.
@@ -60,7 +71,10 @@ fn rotation_by_rows_bytes_and_time() {
     let _ = run_weir(&s, &["run", "--config", c.to_str().unwrap()]).ok();
     let files = parquet_files(&s.join("out"));
     assert!(files.len() >= 3, "{files:?}");
-    assert_eq!(ids(&read_parquet_dir(&s.join("out"))), (0..20_000).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&read_parquet_dir(&s.join("out"))),
+        (0..20_000).collect::<Vec<_>>()
+    );
 
     // Time: a slow generator and a 300ms interval give several files while it runs.
     let s = Scratch::new("rot-time");
@@ -72,7 +86,10 @@ fn rotation_by_rows_bytes_and_time() {
     let _ = run_weir(&s, &["run", "--config", c.to_str().unwrap()]).ok();
     let files = parquet_files(&s.join("out"));
     assert!(files.len() >= 3, "1.5 s of data in 300 ms files: {files:?}");
-    let total: usize = read_parquet_dir(&s.join("out")).iter().map(RecordBatch::num_rows).sum();
+    let total: usize = read_parquet_dir(&s.join("out"))
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
     assert_eq!(total, 1500);
 }
 
@@ -94,14 +111,23 @@ fn sigterm_drains_flushes_and_finalizes() {
     let summary = done.ok();
     let rows_in = summary["rows_in"].as_u64().unwrap();
     assert!(rows_in >= 1000, "{summary}");
-    let out: usize = read_parquet_dir(&s.join("out")).iter().map(RecordBatch::num_rows).sum();
-    assert_eq!(out as u64, rows_in, "every row read was written and finalized");
+    let out: usize = read_parquet_dir(&s.join("out"))
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(
+        out as u64, rows_in,
+        "every row read was written and finalized"
+    );
     let leftovers: Vec<_> = std::fs::read_dir(s.join("out"))
         .unwrap()
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
         .collect();
-    assert!(leftovers.is_empty(), "no temporary files after a clean stop: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files after a clean stop: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -117,11 +143,18 @@ fn kill_9_leaves_only_complete_files_and_a_restart_cleans_up() {
     let start = Instant::now();
     let temp_exists = || {
         std::fs::read_dir(s.join("out"))
-            .map(|rd| rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().starts_with('.')))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with('.'))
+            })
             .unwrap_or(false)
     };
     while parquet_files(&s.join("out")).len() < 3 || !temp_exists() {
-        assert!(start.elapsed() < Duration::from_secs(60), "no files: {}", weir.stderr());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no files: {}",
+            weir.stderr()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     weir.signal("KILL");
@@ -130,7 +163,10 @@ fn kill_9_leaves_only_complete_files_and_a_restart_cleans_up() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().any(|n| n.starts_with('.')), "killed mid-file: a temporary file remains: {names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with('.')),
+        "killed mid-file: a temporary file remains: {names:?}"
+    );
     for f in parquet_files(&s.join("out")) {
         let rows: usize = read_parquet(&f).iter().map(RecordBatch::num_rows).sum();
         assert_eq!(rows, 20_480, "{} is complete", f.display());
@@ -143,7 +179,13 @@ fn kill_9_leaves_only_complete_files_and_a_restart_cleans_up() {
     let _ = run_weir(&s, &["run", "--config", c2.to_str().unwrap()]).ok();
     let hidden = std::fs::read_dir(s.join("out"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.'))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
         .count();
     assert_eq!(hidden, 0);
 }
@@ -160,7 +202,11 @@ fn follow_config(s: &Scratch) -> std::path::PathBuf {
 }
 
 fn append(path: &std::path::Path, text: &str) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(text.as_bytes()).unwrap();
     f.sync_all().unwrap();
 }
@@ -204,7 +250,11 @@ fn follow_mode_restarts_lose_and_duplicate_nothing() {
     let got = ids(&read_parquet_dir(&s.join("out")));
     let unique: BTreeSet<i64> = got.iter().copied().collect();
     assert_eq!(unique.len(), got.len(), "no line twice");
-    assert_eq!(unique, (0..next).collect::<BTreeSet<_>>(), "every line once");
+    assert_eq!(
+        unique,
+        (0..next).collect::<BTreeSet<_>>(),
+        "every line once"
+    );
 }
 
 #[test]
@@ -249,7 +299,10 @@ fn a_slow_sink_slows_the_source_and_memory_stays_bounded() {
     child.kill().unwrap();
     let _ = child.wait();
     // Unbounded buffering would hold hundreds of MB by now.
-    assert!(peak < 150 * 1024, "peak RSS {peak} KiB while the sink was slow ({elapsed:?})");
+    assert!(
+        peak < 150 * 1024,
+        "peak RSS {peak} KiB while the sink was slow ({elapsed:?})"
+    );
     assert!(peak > 0);
 }
 
@@ -257,13 +310,41 @@ fn a_slow_sink_slows_the_source_and_memory_stays_bounded() {
 fn config_errors_name_the_file_the_key_and_the_problem() {
     let s = Scratch::new("check");
     let cases = [
-        ("[sources.a]\ntype = \"file\"\npath = \"nothing-*.ndjson\"\n[sinks.o]\ntype = \"stdout\"\n", "sources.a.path", "no file matches"),
-        ("[pipeline]\nbatch_rows = 5\n", "pipeline", "unknown field `batch_rows`"),
-        ("[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"parquet\"\npath = \"o\"\nzstd_level = 99\n", "sinks.o.zstd_level", "between 1 and 22"),
-        ("[sources.a]\ntype = \"udp\"\nlisten = \"127.0.0.1:9\"\n[sinks.o]\ntype = \"stdout\"\n", "sources.a.schema.columns", "needs a declared schema"),
-        ("[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[[policies]]\nmodule = \"missing.wasm\"\n", "policies[0].module", "no such file"),
-        ("[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[pipeline]\nbatch_max_delay = \"soon\"\n", "pipeline.batch_max_delay", "invalid duration"),
-        ("[sources.a]\ntype = \"stdin\"\n[sources.a.schema]\ncolumns = [\"x: float65\"]\n[sinks.o]\ntype = \"stdout\"\n", "sources.a.schema.columns[0]", "unknown type"),
+        (
+            "[sources.a]\ntype = \"file\"\npath = \"nothing-*.ndjson\"\n[sinks.o]\ntype = \"stdout\"\n",
+            "sources.a.path",
+            "no file matches",
+        ),
+        (
+            "[pipeline]\nbatch_rows = 5\n",
+            "pipeline",
+            "unknown field `batch_rows`",
+        ),
+        (
+            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"parquet\"\npath = \"o\"\nzstd_level = 99\n",
+            "sinks.o.zstd_level",
+            "between 1 and 22",
+        ),
+        (
+            "[sources.a]\ntype = \"udp\"\nlisten = \"127.0.0.1:9\"\n[sinks.o]\ntype = \"stdout\"\n",
+            "sources.a.schema.columns",
+            "needs a declared schema",
+        ),
+        (
+            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[[policies]]\nmodule = \"missing.wasm\"\n",
+            "policies[0].module",
+            "no such file",
+        ),
+        (
+            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[pipeline]\nbatch_max_delay = \"soon\"\n",
+            "pipeline.batch_max_delay",
+            "invalid duration",
+        ),
+        (
+            "[sources.a]\ntype = \"stdin\"\n[sources.a.schema]\ncolumns = [\"x: float65\"]\n[sinks.o]\ntype = \"stdout\"\n",
+            "sources.a.schema.columns[0]",
+            "unknown type",
+        ),
     ];
     for (i, (text, key, problem)) in cases.iter().enumerate() {
         let path = s.write(&format!("bad{i}.toml"), text);
@@ -286,7 +367,14 @@ fn config_errors_name_the_file_the_key_and_the_problem() {
         "good.toml",
         "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n",
     );
-    let out = Command::new(weir_bin()).args(["check", "--config", good.to_str().unwrap()]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(weir_bin())
+        .args(["check", "--config", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("dst_port"));
 }

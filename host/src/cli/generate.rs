@@ -43,7 +43,8 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
             let stats = write_sensor_ndjson(&mut w, args.rows, args.seed, args.garbage_per_mille)
                 .with_context(|| format!("writing {}", path.display()))?;
-            w.flush().with_context(|| format!("writing {}", path.display()))?;
+            w.flush()
+                .with_context(|| format!("writing {}", path.display()))?;
             stats
         }
         None => {

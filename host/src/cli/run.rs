@@ -94,10 +94,16 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
         bail!("give --config FILE, or --input PATH [--policy P.wasm ...] --output DIR|-");
     }
     let Some(output) = &q.output else {
-        bail!("--output is missing: a directory for Parquet files, `-` for stdout, or a .arrow file");
+        bail!(
+            "--output is missing: a directory for Parquet files, `-` for stdout, or a .arrow file"
+        );
     };
     if q.params.len() > q.policies.len() {
-        bail!("{} --params for {} --policy", q.params.len(), q.policies.len());
+        bail!(
+            "{} --params for {} --policy",
+            q.params.len(),
+            q.policies.len()
+        );
     }
     let mut root = Table::new();
     let mut sources = Table::new();
@@ -118,7 +124,11 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
                 s.insert("format".into(), name.into());
             }
         }
-        let name = if q.inputs.len() == 1 { "input".to_owned() } else { format!("input{i}") };
+        let name = if q.inputs.len() == 1 {
+            "input".to_owned()
+        } else {
+            format!("input{i}")
+        };
         sources.insert(name, Value::Table(s));
     }
     root.insert("sources".into(), Value::Table(sources));
@@ -130,7 +140,10 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
             let json: serde_json::Value = serde_json::from_str(params)
                 .with_context(|| format!("--params #{}: not JSON: {params}", i + 1))?;
             let table: Table = serde_json::from_value(json).with_context(|| {
-                format!("--params #{}: must be a JSON object of TOML-compatible values", i + 1)
+                format!(
+                    "--params #{}: must be a JSON object of TOML-compatible values",
+                    i + 1
+                )
             })?;
             p.insert("params".into(), Value::Table(table));
         }
@@ -140,7 +153,11 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
     let mut sink = Table::new();
     let out = output.display().to_string();
     let state_dir = q.state_dir.clone().unwrap_or_else(|| {
-        if out == "-" { PathBuf::from("weir-state") } else { output.join(".weir-state") }
+        if out == "-" {
+            PathBuf::from("weir-state")
+        } else {
+            output.join(".weir-state")
+        }
     });
     let is_ipc = ["arrow", "arrows", "ipc"]
         .iter()
@@ -156,7 +173,10 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
         sink.insert("type".into(), "arrow_ipc".into());
         sink.insert("path".into(), out.clone().into());
         let stream = output.extension().is_some_and(|x| x == "arrows");
-        sink.insert("format".into(), if stream { "stream" } else { "file" }.into());
+        sink.insert(
+            "format".into(),
+            if stream { "stream" } else { "file" }.into(),
+        );
     } else {
         sink.insert("type".into(), "parquet".into());
         sink.insert("path".into(), out.clone().into());
@@ -167,12 +187,18 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
     let mut pipeline = Table::new();
     pipeline.insert("state_dir".into(), state_dir.display().to_string().into());
     if let Some(rows) = q.batch_rows {
-        pipeline.insert("batch_max_rows".into(), i64::try_from(rows).unwrap_or(i64::MAX).into());
+        pipeline.insert(
+            "batch_max_rows".into(),
+            i64::try_from(rows).unwrap_or(i64::MAX).into(),
+        );
     }
     root.insert("pipeline".into(), Value::Table(pipeline));
     if out != "-" && !is_ipc {
         let mut dl = Table::new();
-        dl.insert("path".into(), output.join("dead-letter").display().to_string().into());
+        dl.insert(
+            "path".into(),
+            output.join("dead-letter").display().to_string().into(),
+        );
         root.insert("dead_letter".into(), Value::Table(dl));
     }
     let text = toml::to_string(&root).context("building the quick configuration")?;
@@ -281,9 +307,10 @@ fn progress_bar(total: Option<u64>, disabled: bool) -> Option<indicatif::Progres
 /// First SIGINT/SIGTERM: stop the sources and drain. A second one: leave at once.
 async fn watch_signals(shutdown: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-    else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         tracing::error!("cannot install signal handlers; stop with SIGKILL");
         return;
     };

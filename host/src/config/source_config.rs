@@ -84,7 +84,10 @@ fn default_infer_rows() -> usize {
 
 impl Default for SchemaConfig {
     fn default() -> Self {
-        Self { columns: None, infer_rows: default_infer_rows() }
+        Self {
+            columns: None,
+            infer_rows: default_infer_rows(),
+        }
     }
 }
 

@@ -167,7 +167,9 @@ impl Batcher {
         tx: &mpsc::Sender<Envelope>,
         envelope: Envelope,
     ) -> Result<(), BatcherClosed> {
-        tx.send(envelope).await.map_err(|_| BatcherClosed { source_name: self.source.to_string() })
+        tx.send(envelope).await.map_err(|_| BatcherClosed {
+            source_name: self.source.to_string(),
+        })
     }
 }
 
@@ -185,10 +187,16 @@ mod tests {
     }
 
     fn chunk(from: i64, n: i64) -> SourceChunk {
-        let batch =
-            RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from_iter_values(from..from + n))])
-                .unwrap();
-        SourceChunk { batch: Some(batch), bytes: n as u64, ..SourceChunk::default() }
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![Arc::new(Int64Array::from_iter_values(from..from + n))],
+        )
+        .unwrap();
+        SourceChunk {
+            batch: Some(batch),
+            bytes: n as u64,
+            ..SourceChunk::default()
+        }
     }
 
     fn values(envelopes: &[Envelope]) -> Vec<i64> {
@@ -196,7 +204,12 @@ mod tests {
             .iter()
             .filter_map(|e| e.batch.as_ref())
             .flat_map(|b| {
-                b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
             })
             .collect()
     }
@@ -211,23 +224,37 @@ mod tests {
             next += n;
         }
         out.extend(b.take());
-        assert!(out.iter().all(|e| e.batch.as_ref().unwrap().num_rows() <= 100));
+        assert!(
+            out.iter()
+                .all(|e| e.batch.as_ref().unwrap().num_rows() <= 100)
+        );
         assert_eq!(values(&out), (0..next).collect::<Vec<_>>());
         assert_eq!(out.iter().map(|e| e.bytes).sum::<u64>(), next as u64);
         // 30+30+30 fill 90; the fourth 30 would overflow, so 90 leaves; the 250-row chunk pushes
         // out that 30, leaves as 100+100 and keeps 50, which the last 5 join.
-        let sizes: Vec<usize> = out.iter().map(|e| e.batch.as_ref().unwrap().num_rows()).collect();
+        let sizes: Vec<usize> = out
+            .iter()
+            .map(|e| e.batch.as_ref().unwrap().num_rows())
+            .collect();
         assert_eq!(sizes, vec![90, 30, 100, 100, 55]);
     }
 
     #[test]
     fn checkpoint_rides_on_the_envelope_that_completes_its_chunk() {
         let mut b = Batcher::new("s".into(), schema(), 100, Duration::from_secs(1));
-        let cp = Checkpoint { path: PathBuf::from("f"), dev: 1, ino: 2, offset: 999 };
+        let cp = Checkpoint {
+            path: PathBuf::from("f"),
+            dev: 1,
+            ino: 2,
+            offset: 999,
+        };
         let mut c = chunk(0, 250);
         c.checkpoint = Some(cp.clone());
         let mut out = b.push(c);
-        assert!(out.iter().all(|e| e.checkpoint.is_none()), "slices before the last carry none");
+        assert!(
+            out.iter().all(|e| e.checkpoint.is_none()),
+            "slices before the last carry none"
+        );
         out.extend(b.take());
         assert_eq!(out.last().unwrap().checkpoint.as_ref(), Some(&cp));
         assert_eq!(values(&out).len(), 250);
@@ -237,7 +264,11 @@ mod tests {
     fn rejected_only_chunks_still_travel() {
         let mut b = Batcher::new("s".into(), schema(), 100, Duration::from_secs(1));
         let c = SourceChunk {
-            rejected: vec![Rejected { location: "x:1".into(), reason: "bad".into(), raw: b"{".to_vec() }],
+            rejected: vec![Rejected {
+                location: "x:1".into(),
+                reason: "bad".into(),
+                raw: b"{".to_vec(),
+            }],
             ..SourceChunk::default()
         };
         assert!(b.push(c).is_empty());

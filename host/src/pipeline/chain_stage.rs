@@ -70,7 +70,13 @@ pub fn run(
     let mut seq = 0u64;
     while let Some(envelope) = input.blocking_recv() {
         seq += 1;
-        let Envelope { source, batch, rejected, checkpoint, .. } = envelope;
+        let Envelope {
+            source,
+            batch,
+            rejected,
+            checkpoint,
+            ..
+        } = envelope;
         let mut dead = Vec::new();
         {
             let mut c = counts.lock();
@@ -79,7 +85,10 @@ pub fn run(
             c.rows_in += batch.as_ref().map_or(0, |b| b.num_rows() as u64);
         }
         if !rejected.is_empty() {
-            dead.push(DeadRecords::Rejected { source: Arc::clone(&source), records: rejected });
+            dead.push(DeadRecords::Rejected {
+                source: Arc::clone(&source),
+                records: rejected,
+            });
         }
         let output = match batch {
             Some(batch) if batch.num_rows() > 0 => {
@@ -114,10 +123,16 @@ pub fn run(
             commits.expect(seq, Arc::clone(&source), checkpoint);
         }
         for tx in &outputs.sinks {
-            let item = SinkItem { batch: batch.clone(), stamps: Arc::clone(&all_stamps) };
+            let item = SinkItem {
+                batch: batch.clone(),
+                stamps: Arc::clone(&all_stamps),
+            };
             tx.blocking_send((seq, item)).map_err(|_| SinkGone)?;
         }
-        outputs.dead_letter.blocking_send((seq, dead)).map_err(|_| SinkGone)?;
+        outputs
+            .dead_letter
+            .blocking_send((seq, dead))
+            .map_err(|_| SinkGone)?;
     }
     Ok(chain)
 }

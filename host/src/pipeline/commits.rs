@@ -80,7 +80,11 @@ impl Commits {
     /// The highest sequence number every sink has committed.
     #[must_use]
     pub fn floor(&self) -> u64 {
-        self.committed.iter().map(|c| c.load(Ordering::Acquire)).min().unwrap_or(0)
+        self.committed
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
     }
 
     /// How many checkpoints were stored.

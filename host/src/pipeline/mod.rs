@@ -51,7 +51,10 @@ pub struct Plan {
 impl std::fmt::Debug for Plan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plan")
-            .field("sources", &self.sources.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            .field(
+                "sources",
+                &self.sources.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .field("chain", &self.chain)
             .finish_non_exhaustive()
     }
@@ -85,7 +88,12 @@ impl Plan {
                 source,
             })?;
             let label = path.display().to_string();
-            tasks.push(compile_in_background_cached(&engine, &label, bytes, cache.clone()));
+            tasks.push(compile_in_background_cached(
+                &engine,
+                &label,
+                bytes,
+                cache.clone(),
+            ));
         }
         let mut chain = PolicyChain::new();
         for (index, (task, policy)) in tasks.into_iter().zip(&config.policies).enumerate() {
@@ -98,11 +106,12 @@ impl Plan {
                 Some(table) => serde_json::to_vec(table).expect("a TOML table is valid JSON"),
                 None => b"{}".to_vec(),
             };
-            let runner = PolicyRunner::new(module, params).map_err(|source| PipelineError::Init {
-                origin: origin.clone(),
-                index,
-                source: Box::new(source),
-            })?;
+            let runner =
+                PolicyRunner::new(module, params).map_err(|source| PipelineError::Init {
+                    origin: origin.clone(),
+                    index,
+                    source: Box::new(source),
+                })?;
             chain.push(runner, policy.on_error);
         }
         let mut sources = Vec::with_capacity(config.sources.len());
@@ -116,7 +125,11 @@ impl Plan {
             })?;
             sources.push((name.clone(), opened));
         }
-        Ok(Self { config, sources, chain })
+        Ok(Self {
+            config,
+            sources,
+            chain,
+        })
     }
 
     /// Lines describing the plan: each source's schema and where it came from, each policy,
@@ -149,9 +162,15 @@ impl Plan {
             ));
         }
         for (name, sink) in &self.config.sinks {
-            lines.push(format!("sink {name}: {}", serde_json::to_string(sink).unwrap_or_default()));
+            lines.push(format!(
+                "sink {name}: {}",
+                serde_json::to_string(sink).unwrap_or_default()
+            ));
         }
-        lines.push(format!("dead letters: {}", self.config.dead_letter_dir().display()));
+        lines.push(format!(
+            "dead letters: {}",
+            self.config.dead_letter_dir().display()
+        ));
         lines
     }
 
@@ -168,23 +187,30 @@ impl Plan {
     pub fn open(self) -> Result<Pipeline, PipelineError> {
         let mut sinks = Vec::with_capacity(self.config.sinks.len());
         for (name, sink) in &self.config.sinks {
-            let opened = crate::sinks::open(name, sink, |p| self.config.resolve(p)).map_err(
-                |source| PipelineError::Sink {
-                    origin: self.config.origin.clone(),
-                    name: name.clone(),
-                    source: Box::new(source),
-                },
-            )?;
+            let opened =
+                crate::sinks::open(name, sink, |p| self.config.resolve(p)).map_err(|source| {
+                    PipelineError::Sink {
+                        origin: self.config.origin.clone(),
+                        name: name.clone(),
+                        source: Box::new(source),
+                    }
+                })?;
             sinks.push((name.clone(), opened));
         }
-        let dead_letter =
-            DeadLetterSink::new(self.config.dead_letter.as_ref(), self.config.dead_letter_dir())
-                .map_err(|source| PipelineError::Sink {
-                    origin: self.config.origin.clone(),
-                    name: "dead_letter".to_owned(),
-                    source: Box::new(source),
-                })?;
-        Ok(Pipeline { plan: self, sinks, dead_letter })
+        let dead_letter = DeadLetterSink::new(
+            self.config.dead_letter.as_ref(),
+            self.config.dead_letter_dir(),
+        )
+        .map_err(|source| PipelineError::Sink {
+            origin: self.config.origin.clone(),
+            name: "dead_letter".to_owned(),
+            source: Box::new(source),
+        })?;
+        Ok(Pipeline {
+            plan: self,
+            sinks,
+            dead_letter,
+        })
     }
 }
 
@@ -197,7 +223,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("plan", &self.plan).finish_non_exhaustive()
+        f.debug_struct("Pipeline")
+            .field("plan", &self.plan)
+            .finish_non_exhaustive()
     }
 }
 
@@ -225,8 +253,16 @@ impl Pipeline {
         progress: &Progress,
         started: Instant,
     ) -> RunSummary {
-        let Self { plan, sinks, dead_letter } = self;
-        let Plan { config, sources, chain } = plan;
+        let Self {
+            plan,
+            sinks,
+            dead_letter,
+        } = self;
+        let Plan {
+            config,
+            sources,
+            chain,
+        } = plan;
         let depth = config.pipeline.queue_depth;
         let runtime = tokio::runtime::Handle::current();
         let commits = Arc::new(Commits::new(sinks.len() + 1, config.state_dir()));
@@ -256,7 +292,8 @@ impl Pipeline {
         let (dead_tx, dead_rx) = mpsc::channel(depth);
         let dead_index = sink_txs.len();
         let dead_task = {
-            let (commits, runtime, stop) = (Arc::clone(&commits), runtime.clone(), shutdown.clone());
+            let (commits, runtime, stop) =
+                (Arc::clone(&commits), runtime.clone(), shutdown.clone());
             tokio::task::spawn_blocking(move || {
                 let result = sink_stage::run(dead_letter, dead_index, dead_rx, &commits, &runtime);
                 if let Err(error) = &result {
@@ -269,8 +306,12 @@ impl Pipeline {
 
         let (chain_tx, chain_rx) = mpsc::channel(depth);
         let chain_task = {
-            let outputs = chain_stage::ChainOutputs { sinks: sink_txs, dead_letter: dead_tx };
-            let (commits, counts, stop) = (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
+            let outputs = chain_stage::ChainOutputs {
+                sinks: sink_txs,
+                dead_letter: dead_tx,
+            };
+            let (commits, counts, stop) =
+                (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
             tokio::task::spawn_blocking(move || {
                 let result = chain_stage::run(chain, chain_rx, &outputs, &commits, &counts);
                 if result.is_err() {
@@ -322,12 +363,22 @@ impl Pipeline {
                     tracing::error!(source = %name, %error, "source failed");
                     (Default::default(), Some(error.to_string()))
                 }
-                Err(join) => (Default::default(), Some(format!("source task failed: {join}"))),
+                Err(join) => (
+                    Default::default(),
+                    Some(format!("source task failed: {join}")),
+                ),
             };
             if let Some(e) = &error {
                 errors.push(format!("source {name}: {e}"));
             }
-            source_summaries.insert(name.to_string(), SourceSummary { report, schema, error });
+            source_summaries.insert(
+                name.to_string(),
+                SourceSummary {
+                    report,
+                    schema,
+                    error,
+                },
+            );
         }
         for task in batcher_tasks {
             match task.await {

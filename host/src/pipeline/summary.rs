@@ -119,7 +119,11 @@ impl fmt::Display for RunSummary {
             self.rows_filtered,
             self.rows_dead_lettered,
             self.rows_dropped,
-            if self.balanced { "every row accounted for" } else { "row counts changed by a policy" }
+            if self.balanced {
+                "every row accounted for"
+            } else {
+                "row counts changed by a policy"
+            }
         )?;
         writeln!(
             f,
@@ -131,7 +135,15 @@ impl fmt::Display for RunSummary {
         )?;
         let mut table = comfy_table::Table::new();
         table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
-        table.set_header(["stage", "in", "out", "filtered", "dead-letter", "dropped", "errors"]);
+        table.set_header([
+            "stage",
+            "in",
+            "out",
+            "filtered",
+            "dead-letter",
+            "dropped",
+            "errors",
+        ]);
         for (name, s) in &self.sources {
             table.add_row([
                 format!("source {name}"),

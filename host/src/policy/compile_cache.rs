@@ -43,7 +43,9 @@ pub struct CompileCache {
 
 impl std::fmt::Debug for CompileCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompileCache").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("CompileCache")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -55,7 +57,11 @@ impl CompileCache {
     pub fn open(dir: &Path) -> Result<Self, CacheError> {
         let err = |path: &Path, action| {
             let path = path.to_path_buf();
-            move |source| CacheError { path, action, source }
+            move |source| CacheError {
+                path,
+                action,
+                source,
+            }
         };
         std::fs::create_dir_all(dir).map_err(err(dir, "creating the directory"))?;
         let key_path = dir.join("key");
@@ -86,17 +92,24 @@ impl CompileCache {
                 key
             }
         };
-        Ok(Self { dir: dir.to_path_buf(), key })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            key,
+        })
     }
 
     fn engine_hash(engine: &Engine) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.wasmtime().precompile_compatibility_hash().hash(&mut h);
+        engine
+            .wasmtime()
+            .precompile_compatibility_hash()
+            .hash(&mut h);
         h.finish()
     }
 
     fn entry(&self, sha256: &[u8; 32], engine_hash: u64) -> PathBuf {
-        self.dir.join(format!("{}-{engine_hash:016x}.cwasm", hex::encode(sha256)))
+        self.dir
+            .join(format!("{}-{engine_hash:016x}.cwasm", hex::encode(sha256)))
     }
 
     fn tag(&self, sha256: &[u8; 32], engine_hash: u64, payload: &[u8]) -> Hmac<Sha256> {
@@ -123,7 +136,11 @@ impl CompileCache {
             return refuse("too short");
         }
         let (tag, payload) = bytes.split_at(TAG_LEN);
-        if self.tag(sha256, engine_hash, payload).verify_slice(tag).is_err() {
+        if self
+            .tag(sha256, engine_hash, payload)
+            .verify_slice(tag)
+            .is_err()
+        {
             return refuse("the HMAC does not verify");
         }
         // SAFETY: `payload` is authenticated: its HMAC under this device's secret key verified,
@@ -141,8 +158,13 @@ impl CompileCache {
         let engine_hash = Self::engine_hash(engine);
         let path = self.entry(sha256, engine_hash);
         let result = (|| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-            let payload = module.serialize().map_err(wasmtime::Error::into_boxed_dyn_error)?;
-            let tag = self.tag(sha256, engine_hash, &payload).finalize().into_bytes();
+            let payload = module
+                .serialize()
+                .map_err(wasmtime::Error::into_boxed_dyn_error)?;
+            let tag = self
+                .tag(sha256, engine_hash, &payload)
+                .finalize()
+                .into_bytes();
             let tmp = path.with_extension("tmp");
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
@@ -174,7 +196,11 @@ mod tests {
         // The engine interrupts on epochs; give the call plenty of them.
         store.set_epoch_deadline(1_000_000);
         let instance = wasmtime::Instance::new(&mut store, module, &[]).unwrap();
-        instance.get_typed_func::<(), i32>(&mut store, "f").unwrap().call(&mut store, ()).unwrap()
+        instance
+            .get_typed_func::<(), i32>(&mut store, "f")
+            .unwrap()
+            .call(&mut store, ())
+            .unwrap()
     }
 
     #[test]
@@ -185,7 +211,9 @@ mod tests {
         let sha: [u8; 32] = <Sha256 as sha2::Digest>::digest(&wasm).into();
         let cache = CompileCache::open(dir.path()).unwrap();
         let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(dir.path().join("key")).unwrap().permissions(),
+            &std::fs::metadata(dir.path().join("key"))
+                .unwrap()
+                .permissions(),
         );
         assert_eq!(mode & 0o777, 0o600, "the key is private");
         assert!(cache.load(&engine, &sha).is_none());

@@ -312,7 +312,9 @@ impl PolicyModule {
             Some(module) => module,
             None => {
                 let module = Module::from_binary(engine.wasmtime(), bytes).map_err(|e| {
-                    LoadErrorKind::Compile { source: e.into_boxed_dyn_error() }
+                    LoadErrorKind::Compile {
+                        source: e.into_boxed_dyn_error(),
+                    }
                 })?;
                 if let Some(cache) = cache {
                     cache.store(engine, &sha256, &module);

@@ -287,10 +287,22 @@ pub fn write_sensor_ndjson(
         let _ = if garbage {
             stats.garbage += 1;
             match rng.random_range(0..4u8) {
-                0 => write!(line, r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","#, SENSOR_MODELS[m]),
+                0 => write!(
+                    line,
+                    r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","#,
+                    SENSOR_MODELS[m]
+                ),
                 1 => write!(line, "{ts} WARN sensor dev-{device:05} rebooted (watchdog)"),
-                2 => write!(line, r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","{t_name}":"n/a","{h_name}":{h_val:.2}}}"#, SENSOR_MODELS[m]),
-                _ => write!(line, r#"{{"ts":{ts},"model":"{}","{t_name}":{t_val:.2},"{h_name}":{h_val:.2}}}"#, SENSOR_MODELS[m]),
+                2 => write!(
+                    line,
+                    r#"{{"ts":{ts},"device_id":"dev-{device:05}","model":"{}","{t_name}":"n/a","{h_name}":{h_val:.2}}}"#,
+                    SENSOR_MODELS[m]
+                ),
+                _ => write!(
+                    line,
+                    r#"{{"ts":{ts},"model":"{}","{t_name}":{t_val:.2},"{h_name}":{h_val:.2}}}"#,
+                    SENSOR_MODELS[m]
+                ),
             }
         } else {
             write!(
@@ -323,12 +335,18 @@ mod tests {
         assert_eq!(stats.bytes as usize, text.len());
         let lines: Vec<&str> = std::str::from_utf8(&text).unwrap().lines().collect();
         assert_eq!(lines.len(), 2000);
-        let parsed = lines.iter().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
+        let parsed = lines
+            .iter()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok());
         let fitting = parsed
             .filter(|l| l.contains("device_id") && !l.contains("n/a"))
             .count() as u64;
         assert_eq!(fitting, 2000 - stats.garbage);
-        assert!((5..=40).contains(&stats.garbage), "about 1% garbage: {}", stats.garbage);
+        assert!(
+            (5..=40).contains(&stats.garbage),
+            "about 1% garbage: {}",
+            stats.garbage
+        );
         // Every row has exactly one temperature and one humidity field.
         let present = |names: &[&str], row: usize| {
             names

@@ -34,7 +34,10 @@ impl GenerateSource {
             GenerateKind::Flows => flow_schema(),
             GenerateKind::Sensors => sensor_batch(1, 0).schema(),
         };
-        Ok(Box::new(Self { cfg: cfg.clone(), schema }))
+        Ok(Box::new(Self {
+            cfg: cfg.clone(),
+            schema,
+        }))
     }
 }
 
@@ -89,10 +92,16 @@ impl GenerateSource {
             ctx.bytes_read.fetch_add(bytes, Ordering::Relaxed);
             report.rows += chunk_rows;
             report.bytes += bytes;
-            let chunk = SourceChunk { batch: Some(batch), bytes, ..SourceChunk::default() };
+            let chunk = SourceChunk {
+                batch: Some(batch),
+                bytes,
+                ..SourceChunk::default()
+            };
             // The pipeline drains on shutdown, so this send completes: nothing counted is lost.
             if ctx.tx.send(chunk).await.is_err() {
-                return Err(SourceError::Closed { source_name: ctx.name.to_string() });
+                return Err(SourceError::Closed {
+                    source_name: ctx.name.to_string(),
+                });
             }
         }
         Ok(report)

@@ -50,7 +50,11 @@ impl std::hash::Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         for b in bytes {
             h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
@@ -103,7 +107,11 @@ pub fn init(c: Config) -> Result<State> {
             .ok_or_else(|| Error::new(format!("columns: unknown column `{name}`")))?;
         redact[i] = true;
     }
-    Ok(State { mac, redact, memo: Memo::default() })
+    Ok(State {
+        mac,
+        redact,
+        memo: Memo::default(),
+    })
 }
 
 impl std::fmt::Debug for State {
