@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod dist;
 mod policies;
 mod setup;
 mod test;
@@ -44,6 +45,13 @@ enum Command {
         #[arg(last = true)]
         demo_args: Vec<String>,
     },
+    /// Build static (musl) release binaries of `weir` for x86_64 and aarch64 into target/dist/,
+    /// write SHA256SUMS, check they are static and run them (aarch64 under qemu).
+    Dist {
+        /// Which target to build.
+        #[arg(long, value_enum, default_value = "all")]
+        target: dist::Selection,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,5 +78,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Test => test::run(&root),
         Command::Bench { criterion_args } => bench::run(&root, &criterion_args),
         Command::Demo { demo_args } => demo::run(&root, &demo_args),
+        Command::Dist { target } => dist::run(&root, target),
     }
 }

@@ -10,8 +10,13 @@ use anyhow::{Context, Result, bail};
 
 use crate::util;
 
-/// rustup targets the pinned toolchain needs.
-const TARGETS: &[&str] = &["wasm32-wasip1"];
+/// rustup targets the pinned toolchain needs: wasm32-wasip1 for the policies, and the two musl
+/// targets `cargo xtask dist` builds static `weir` binaries for.
+const TARGETS: &[&str] = &[
+    "wasm32-wasip1",
+    "x86_64-unknown-linux-musl",
+    "aarch64-unknown-linux-musl",
+];
 
 /// rustup components the pinned toolchain needs.
 const COMPONENTS: &[&str] = &["rustfmt", "clippy", "rust-src"];
@@ -20,9 +25,30 @@ const COMPONENTS: &[&str] = &["rustfmt", "clippy", "rust-src"];
 /// `--locked` on the pinned 1.95 toolchain.
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 
-/// Debian packages later steps need: binaryen for `wasm-opt`, which `build-policies` runs on
-/// every module.
-const DEBIAN_PACKAGES: &[&str] = &["binaryen"];
+/// Debian packages later steps need:
+/// - binaryen for `wasm-opt`, which `build-policies` runs on every module;
+/// - for `dist`: musl-tools (`musl-gcc`, the C compiler for x86_64-unknown-linux-musl, which
+///   wasmtime's and zstd's C code need), gcc-aarch64-linux-gnu (the C compiler for
+///   aarch64-unknown-linux-musl) with libc6-dev-arm64-cross (its C headers: only a Recommends
+///   of the compiler, which `--no-install-recommends` leaves out; without it zstd-sys fails on
+///   `bits/libc-header-start.h`), qemu-user-static (`qemu-aarch64-static`, to run the aarch64
+///   binary; on Debian 12 qemu-user ships the same emulator as `qemu-aarch64`, but only
+///   qemu-user-static has the `-static` name and needs no shared libraries) and binutils
+///   (`readelf`, for the static-linking check).
+const DEBIAN_PACKAGES: &[&str] = &[
+    "binaryen",
+    "musl-tools",
+    "gcc-aarch64-linux-gnu",
+    "libc6-dev-arm64-cross",
+    "qemu-user-static",
+    "binutils",
+];
+
+/// The pyarrow release one integration test reads Parquet files with. Debian 12 has no
+/// python3-pyarrow package, so it comes from PyPI; 26.0.1 has a manylinux wheel for CPython
+/// 3.11 on x86_64 (Debian 12's Python version, and the pyenv Python on these machines), so
+/// nothing is compiled.
+const PYARROW_VERSION: &str = "26.0.1";
 
 /// Runs every setup step.
 pub fn run(root: &Path) -> Result<()> {
@@ -33,6 +59,7 @@ pub fn run(root: &Path) -> Result<()> {
     ensure_components(&toolchain)?;
     ensure_cargo_deny(root)?;
     ensure_debian_packages(DEBIAN_PACKAGES)?;
+    ensure_pyarrow()?;
     println!("setup: done");
     Ok(())
 }
@@ -213,6 +240,46 @@ fn ensure_debian_packages(packages: &[&str]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Installs pyarrow with pip, only when `python3 -c "import pyarrow"` fails. Any version that
+/// imports is accepted, so a developer's newer pyarrow is left alone.
+fn ensure_pyarrow() -> Result<()> {
+    let item = format!("python package pyarrow ({PYARROW_VERSION} if missing)");
+    if !util::on_path("python3") {
+        bail!("python3 is not on PATH; install Debian's python3 and python3-pip, then rerun setup");
+    }
+    if pyarrow_importable() {
+        report(&item, false);
+        return Ok(());
+    }
+    // `--only-binary` so that a missing wheel fails at once instead of building Arrow's C++.
+    util::run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--only-binary=pyarrow",
+        &format!("pyarrow=={PYARROW_VERSION}"),
+    ]))
+    .with_context(|| {
+        format!(
+            "pip refused to install pyarrow=={PYARROW_VERSION} (is pip installed? on Debian: \
+             `apt-get install python3-pip`; a Debian-managed Python may also need \
+             `--break-system-packages` or a virtualenv)"
+        )
+    })?;
+    if !pyarrow_importable() {
+        bail!(
+            "pip installed pyarrow=={PYARROW_VERSION} but `python3 -c \"import pyarrow\"` still \
+             fails; is `python3` the interpreter pip installed into?"
+        );
+    }
+    report(&item, true);
+    Ok(())
+}
+
+fn pyarrow_importable() -> bool {
+    util::output(Command::new("python3").args(["-c", "import pyarrow"])).is_ok()
 }
 
 fn is_root() -> bool {
