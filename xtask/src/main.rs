@@ -6,6 +6,7 @@
 mod bench;
 mod demo;
 mod dist;
+mod pipeline_bench;
 mod policies;
 mod setup;
 mod test;
