@@ -44,3 +44,48 @@ pub enum SourceError {
         source_name: String,
     },
 }
+
+impl SourceError {
+    /// An [`SourceError::Io`] error.
+    pub(crate) fn io(
+        source_name: &str,
+        path: impl Into<PathBuf>,
+        action: &'static str,
+        cause: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            source_name: source_name.to_owned(),
+            path: path.into(),
+            action,
+            cause,
+        }
+    }
+
+    /// A [`SourceError::Format`] error.
+    pub(crate) fn format(
+        source_name: &str,
+        path: impl Into<PathBuf>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Format {
+            source_name: source_name.to_owned(),
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`SourceError::Schema`] error.
+    pub(crate) fn schema(source_name: &str, message: impl Into<String>) -> Self {
+        Self::Schema {
+            source_name: source_name.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`SourceError::Closed`] error.
+    pub(crate) fn closed(source_name: &str) -> Self {
+        Self::Closed {
+            source_name: source_name.to_owned(),
+        }
+    }
+}

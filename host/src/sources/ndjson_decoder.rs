@@ -1,0 +1,648 @@
+//! [`NdjsonDecoder`]: newline-delimited JSON into Arrow batches, one record per line, with
+//! every line that does not fit rejected on its own.
+//!
+//! # How bad lines are found cheaply
+//!
+//! Lines are fed one at a time into a single `arrow_json` decoder and copied into a
+//! [`RecordSegment`] (the run of lines since the last flush or bad line). After each line the
+//! decoder must have consumed all of it, hold exactly one more row than before and not be
+//! part way through a value: that rules out a line with two objects and an object split over
+//! lines (both would shift every later row onto the wrong line), and catches JSON syntax
+//! errors. A whitespace-only line adds no row and is skipped. A line that breaks the rule is
+//! rejected; the (now unusable) decoder is rebuilt and the segment before it is decoded again
+//! in one call. Each line is thus decoded at most twice for syntax, so the cost stays O(n).
+//!
+//! Type errors (a string where a number belongs, a missing non-nullable column) only show when
+//! the decoder flushes. Then the segment is split in halves, recursively, with fresh decoders
+//! (see [`isolate`]) until the lines that do not fit are alone.
+//!
+//! A clean chunk is one segment, flushed once into one batch. Once a chunk holds a bad line
+//! it is in pieces anyway, so from there on segments are cut every [`DIRTY_SEGMENT`] lines:
+//! a further bad line then costs re-decoding at most that many lines (plus a concatenation
+//! when the chunk is taken). Measured in release on ~130-byte, 6-field lines: clean input
+//! runs at about 90% of plain `arrow_json` (540-560 MB/s here), input with 1% bad lines at
+//! about 40% of it (~245 MB/s).
+
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use arrow_json::reader::{Decoder, ReaderBuilder};
+use arrow_schema::{ArrowError, SchemaRef};
+
+use super::pending_chunk::{Origin, PendingChunk};
+use super::record_segment::{RecordSegment, isolate};
+use crate::pipeline::SourceChunk;
+
+/// The UTF-8 byte order mark some editors put at the start of a file.
+pub(crate) const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Lines per segment once a chunk has a bad line (see [`NdjsonDecoder::segment_limit`]).
+const DIRTY_SEGMENT: usize = 32;
+
+/// Decodes NDJSON lines into chunks of about `batch_rows` records (rows plus rejections).
+pub struct NdjsonDecoder {
+    schema: SchemaRef,
+    builder: ReaderBuilder,
+    batch_rows: usize,
+    decoder: Decoder,
+    /// The rows `decoder` was sized for (it takes one more).
+    decoder_rows: usize,
+    segment: RecordSegment,
+    pending: PendingChunk,
+    origins: Vec<Origin>,
+}
+
+impl std::fmt::Debug for NdjsonDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonDecoder")
+            .field("schema", &self.schema)
+            .field("batch_rows", &self.batch_rows)
+            .field("records", &self.records())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NdjsonDecoder {
+    /// A decoder for `schema` that fills chunks of `batch_rows` records. Lines are located as
+    /// `input:<line>` until [`Self::set_origin`] says otherwise.
+    ///
+    /// # Errors
+    /// The schema holds a type `arrow_json` cannot decode.
+    pub fn new(schema: SchemaRef, batch_rows: usize) -> Result<Self, ArrowError> {
+        let batch_rows = batch_rows.max(1);
+        // One row of headroom: a line holding a second value is still seen whole.
+        let builder = ReaderBuilder::new(schema.clone()).with_batch_size(batch_rows + 1);
+        let decoder = builder.clone().build_decoder()?;
+        Ok(Self {
+            pending: PendingChunk::new(schema.clone()),
+            schema,
+            builder,
+            batch_rows,
+            decoder,
+            decoder_rows: batch_rows,
+            segment: RecordSegment::default(),
+            origins: vec![Origin::lines("input")],
+        })
+    }
+
+    /// The schema of the batches.
+    #[must_use]
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Names where the following lines come from: `name:<line>` in rejections when
+    /// `numbered`, else just `name` (e.g. `udp 10.0.0.7:5140`).
+    pub fn set_origin(&mut self, name: &str, numbered: bool) {
+        let current = self
+            .origins
+            .last()
+            .expect("there is always a current origin");
+        if &*current.name != name || current.numbered != numbered {
+            self.origins.push(Origin {
+                name: Arc::from(name),
+                numbered,
+            });
+        }
+    }
+
+    /// Records gathered for the next chunk: rows plus rejections.
+    #[must_use]
+    pub fn records(&self) -> usize {
+        self.pending.records() + self.segment.len()
+    }
+
+    /// Feeds one line (without its `\n`; a trailing `\r` is dropped, and a UTF-8 byte order
+    /// mark on line 1). Returns whether the chunk is full: then call [`Self::take_chunk`].
+    pub fn push_line(&mut self, line: &[u8], line_no: u64) -> bool {
+        if self.segment.len() >= self.segment_limit() {
+            self.flush_segment();
+        }
+        let mut line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line_no == 1 {
+            line = line.strip_prefix(BOM).unwrap_or(line);
+        }
+        let before = self.decoder.len();
+        let problem = match self.decoder.decode(line) {
+            Ok(used) if used == line.len() && !self.decoder.has_partial_record() => {
+                match self.decoder.len() - before {
+                    1 => None,
+                    0 => return false,
+                    n => Some(format!(
+                        "{n} JSON values on one line; a line must hold exactly one record"
+                    )),
+                }
+            }
+            Ok(used) if used < line.len() => {
+                Some("several JSON values on one line; a line must hold exactly one record".into())
+            }
+            Ok(_) => Some(String::new()),
+            Err(error) => Some(error.to_string()),
+        };
+        let origin = self.origin_index();
+        match problem {
+            None => self.segment.push(line, line_no, origin),
+            Some(fallback) => {
+                self.restart();
+                let reason = syntax_reason(line, fallback);
+                let origin = &self.origins[origin as usize];
+                self.pending.reject(origin, line_no, line, reason);
+            }
+        }
+        self.records() >= self.batch_rows
+    }
+
+    /// Rejects a whole record without decoding it (e.g. a datagram too long to read whole).
+    /// Returns whether the chunk is full.
+    pub fn reject(&mut self, raw: &[u8], line_no: u64, reason: String) -> bool {
+        self.flush_segment();
+        let origin = &self.origins[self.origin_index() as usize];
+        self.pending.reject(origin, line_no, raw, reason);
+        self.records() >= self.batch_rows
+    }
+
+    /// Takes the gathered rows and rejections as a chunk (no bytes or checkpoint set), or
+    /// `None` when there are none.
+    ///
+    /// # Errors
+    /// The pieces of the chunk could not be concatenated (more than 2 GiB of text).
+    pub fn take_chunk(&mut self) -> Result<Option<SourceChunk>, ArrowError> {
+        self.flush_segment();
+        let chunk = self.pending.take()?;
+        let current = self
+            .origins
+            .pop()
+            .expect("there is always a current origin");
+        self.origins.clear();
+        self.origins.push(current);
+        if self.decoder_rows < self.batch_rows {
+            // Clean again: one segment for the whole next chunk.
+            self.replace_decoder(self.batch_rows);
+        }
+        Ok(chunk)
+    }
+
+    /// A fresh decoder taking `rows` rows (and one more, to see a second value on a line).
+    fn replace_decoder(&mut self, rows: usize) {
+        self.decoder = self
+            .builder
+            .clone()
+            .with_batch_size(rows + 1)
+            .build_decoder()
+            .expect("the schema was accepted when the first decoder was made");
+        self.decoder_rows = rows;
+    }
+
+    /// The longest segment: the whole chunk while it is clean (one batch, nothing to
+    /// concatenate); once it holds a rejection (so it is in pieces anyway) short segments,
+    /// which bound what a further bad line costs to re-decode. Never more than the decoder
+    /// takes (a caller may keep feeding a full chunk).
+    fn segment_limit(&self) -> usize {
+        let limit = if self.pending.records() == 0 {
+            self.batch_rows
+        } else {
+            DIRTY_SEGMENT
+        };
+        limit.min(self.decoder_rows)
+    }
+
+    /// Moves the segment's rows into the pending chunk.
+    fn flush_segment(&mut self) {
+        if self.segment.is_empty() {
+            return;
+        }
+        match self.decoder.flush() {
+            Ok(batch) => {
+                if let Some(batch) = batch {
+                    self.pending.push_batch(batch);
+                }
+                self.segment.clear();
+            }
+            // A type error somewhere in the segment: find the lines.
+            Err(_) => self.restart(),
+        }
+    }
+
+    fn origin_index(&self) -> u32 {
+        u32::try_from(self.origins.len() - 1).expect("fewer origins than lines in a chunk")
+    }
+
+    /// Replaces the decoder (after a bad line or a failed flush left it unusable) and decodes
+    /// the segment's lines again with fresh decoders, isolating any that do not fit.
+    fn restart(&mut self) {
+        // The chunk now has a rejection: short segments from here on.
+        self.replace_decoder(DIRTY_SEGMENT.min(self.batch_rows));
+        let builder = &self.builder;
+        let schema = &self.schema;
+        isolate(
+            &self.segment,
+            0..self.segment.len(),
+            &self.origins,
+            &mut |bytes, lines| decode_lines(builder, bytes, lines),
+            &mut |raw, error| record_reason(schema, raw, error),
+            &mut self.pending,
+        );
+        self.segment.clear();
+    }
+}
+
+/// Decodes `lines` lines known to hold one JSON value each.
+fn decode_lines(
+    builder: &ReaderBuilder,
+    bytes: &[u8],
+    lines: usize,
+) -> Result<Option<RecordBatch>, ArrowError> {
+    let mut decoder = builder.clone().with_batch_size(lines + 1).build_decoder()?;
+    let used = decoder.decode(bytes)?;
+    if used != bytes.len() || decoder.len() != lines {
+        return Err(ArrowError::JsonError(
+            "lines and JSON values do not pair up".into(),
+        ));
+    }
+    decoder.flush()
+}
+
+/// Why a line is not one JSON value; `fallback` is the decoder's view.
+fn syntax_reason(line: &[u8], fallback: String) -> String {
+    let mut values = serde_json::Deserializer::from_slice(line).into_iter::<serde_json::Value>();
+    match (values.next(), values.next()) {
+        (Some(Err(e)), _) if e.is_eof() => {
+            "incomplete JSON: the line ends inside a value (a record must fit on one line)".into()
+        }
+        (Some(Err(e)), _) | (Some(Ok(_)), Some(Err(e))) => {
+            format!("not valid JSON: {}", one_line_position(&e.to_string()))
+        }
+        (Some(Ok(_)), Some(Ok(_))) => {
+            "more than one JSON value on the line; a line must hold exactly one record".into()
+        }
+        (Some(Ok(value)), None) if !value.is_object() => {
+            format!("expected a JSON object, got {}", kind(&value))
+        }
+        _ if fallback.is_empty() => "not valid JSON".into(),
+        _ => fallback,
+    }
+}
+
+/// Why a line that is one JSON value does not fit the schema.
+fn record_reason(schema: &SchemaRef, raw: &[u8], error: &ArrowError) -> String {
+    let map = match serde_json::from_slice::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => map,
+        Ok(value) => return format!("expected a JSON object, got {}", kind(&value)),
+        Err(e) => return format!("not valid JSON: {}", one_line_position(&e.to_string())),
+    };
+    for field in schema.fields().iter().filter(|f| !f.is_nullable()) {
+        match map.get(field.name()) {
+            None => return format!("column {:?} is missing (it is not nullable)", field.name()),
+            Some(serde_json::Value::Null) => {
+                return format!("column {:?} is null (it is not nullable)", field.name());
+            }
+            Some(_) => {}
+        }
+    }
+    let message = match error {
+        ArrowError::JsonError(m) => m.clone(),
+        other => other.to_string(),
+    };
+    match message
+        .strip_prefix("whilst decoding field '")
+        .and_then(|rest| rest.split_once("': "))
+    {
+        Some((column, cause)) => format!("column {column:?}: {cause}"),
+        None => message,
+    }
+}
+
+/// serde_json says `... at line 1 column 7`; on one line only the column matters.
+fn one_line_position(message: &str) -> String {
+    message.replace(" at line 1 column ", " at column ")
+}
+
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type};
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, false),
+            Field::new("device", DataType::Utf8, false),
+            Field::new("temp", DataType::Float64, true),
+        ]))
+    }
+
+    const GARBAGE: &str = r#"{"ts":1,"device":"a","temp":20.5}
+
+this is not json
+{"ts":2,"device":"b","temp":21.0}
+{"ts":3,"device":"c","temp":"hot"}
+{"ts":4,"device":"d"}
+{"ts":5,"temp":1.0}
+{"ts":6,"device":"e"}{"ts":7,"device":"f"}
+{"ts":8,"device":
+"g"}
+{"ts":9,"device":"h","temp":null}
+[1,2]
+42
+   
+{"ts":11,"device":"j","temp":3}
+{"ts":12,"device":"k","temp":4.5
+{"ts":13,"device":null}
+"#;
+
+    /// What [`decode`] found: the rows' columns and the rejections as (location, reason).
+    #[derive(Default)]
+    struct Decoded {
+        ts: Vec<i64>,
+        device: Vec<String>,
+        temp: Vec<Option<f64>>,
+        rejected: Vec<(String, String)>,
+    }
+
+    /// Decodes `text` line by line into chunks of `batch_rows`.
+    fn decode(text: &str, batch_rows: usize) -> Decoded {
+        let mut decoder = NdjsonDecoder::new(schema(), batch_rows).unwrap();
+        decoder.set_origin("data/a.ndjson", true);
+        let mut chunks = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            if decoder.push_line(line.as_bytes(), i as u64 + 1) {
+                chunks.push(decoder.take_chunk().unwrap().unwrap());
+            }
+        }
+        chunks.extend(decoder.take_chunk().unwrap());
+        let mut out = Decoded::default();
+        for chunk in chunks {
+            assert!(chunk.records() as usize <= batch_rows.max(1));
+            if let Some(b) = &chunk.batch {
+                out.ts.extend(
+                    b.column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                );
+                out.device.extend(
+                    b.column(1)
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|s| s.unwrap().to_owned()),
+                );
+                out.temp
+                    .extend(b.column(2).as_primitive::<Float64Type>().iter());
+            }
+            for r in chunk.rejected {
+                out.rejected.push((r.location, r.reason));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn rejects_each_bad_line_and_keeps_the_rest_in_order() {
+        for batch_rows in [1, 2, 3, 5, 8192] {
+            let Decoded {
+                ts,
+                device,
+                temp,
+                rejected,
+            } = decode(GARBAGE, batch_rows);
+            assert_eq!(ts, [1, 2, 4, 9, 11], "batch_rows {batch_rows}");
+            assert_eq!(device, ["a", "b", "d", "h", "j"]);
+            assert_eq!(temp, [Some(20.5), Some(21.0), None, None, Some(3.0)]);
+            let lines: Vec<&str> = rejected.iter().map(|(l, _)| l.as_str()).collect();
+            assert_eq!(
+                lines,
+                [
+                    "data/a.ndjson:3",
+                    "data/a.ndjson:5",
+                    "data/a.ndjson:7",
+                    "data/a.ndjson:8",
+                    "data/a.ndjson:9",
+                    "data/a.ndjson:10",
+                    "data/a.ndjson:12",
+                    "data/a.ndjson:13",
+                    "data/a.ndjson:16",
+                    "data/a.ndjson:17",
+                ],
+                "batch_rows {batch_rows}"
+            );
+            let reason = |line: u32| {
+                rejected
+                    .iter()
+                    .find(|(l, _)| l.ends_with(&format!(":{line}")))
+                    .unwrap()
+                    .1
+                    .clone()
+            };
+            assert!(reason(3).starts_with("not valid JSON"), "{}", reason(3));
+            assert_eq!(
+                reason(5),
+                r#"column "temp": failed to parse "hot" as Float64"#
+            );
+            assert_eq!(
+                reason(7),
+                r#"column "device" is missing (it is not nullable)"#
+            );
+            assert!(
+                reason(8).starts_with("more than one JSON value"),
+                "{}",
+                reason(8)
+            );
+            assert!(reason(9).starts_with("incomplete JSON"), "{}", reason(9));
+            assert!(reason(10).starts_with("not valid JSON"), "{}", reason(10));
+            assert_eq!(reason(12), "expected a JSON object, got an array");
+            assert_eq!(reason(13), "expected a JSON object, got a number");
+            assert!(reason(16).starts_with("incomplete JSON"), "{}", reason(16));
+            assert_eq!(
+                reason(17),
+                r#"column "device" is null (it is not nullable)"#
+            );
+        }
+    }
+
+    #[test]
+    fn rejections_keep_their_raw_bytes_and_order_within_a_chunk() {
+        let mut decoder = NdjsonDecoder::new(schema(), 100).unwrap();
+        decoder.set_origin("x", true);
+        decoder.push_line(br#"{"ts":1,"device":"a","temp":"warm"}"#, 1);
+        decoder.push_line(b"garbage\r", 2);
+        decoder.push_line(br#"{"ts":3,"device":"c"}"#, 3);
+        let chunk = decoder.take_chunk().unwrap().unwrap();
+        assert_eq!(chunk.batch.unwrap().num_rows(), 1);
+        let got: Vec<_> = chunk
+            .rejected
+            .iter()
+            .map(|r| (r.location.as_str(), r.raw.as_slice()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("x:1", br#"{"ts":1,"device":"a","temp":"warm"}"#.as_slice()),
+                ("x:2", b"garbage".as_slice()),
+            ]
+        );
+        assert!(decoder.take_chunk().unwrap().is_none());
+    }
+
+    #[test]
+    fn many_bad_lines_across_short_segments() {
+        // Past the first bad line a chunk is cut into short segments: bad lines at every
+        // distance from their boundaries.
+        let mut text = String::new();
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for i in 1..=1000u64 {
+            let line = match i % 13 {
+                0 => "{\"ts\":1,\"device\":".to_owned(),
+                5 | 9 => format!("{{\"ts\":{i},\"device\":\"d\",\"temp\":\"x\"}}"),
+                _ => {
+                    good.push(i as i64);
+                    format!("{{\"ts\":{i},\"device\":\"d\"}}")
+                }
+            };
+            if i % 13 == 0 || i % 13 == 5 || i % 13 == 9 {
+                bad.push(format!("data/a.ndjson:{i}"));
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        for batch_rows in [7, 100, 8192] {
+            let Decoded { ts, rejected, .. } = decode(&text, batch_rows);
+            assert_eq!(ts, good, "batch_rows {batch_rows}");
+            // In input order, like the rows.
+            let lines: Vec<_> = rejected.into_iter().map(|(l, _)| l).collect();
+            assert_eq!(lines, bad, "batch_rows {batch_rows}");
+        }
+    }
+
+    #[test]
+    fn a_byte_order_mark_on_the_first_line_is_dropped() {
+        let Decoded { ts, .. } = decode(
+            "\u{feff}{\"ts\":1,\"device\":\"a\"}\n{\"ts\":2,\"device\":\"b\"}",
+            10,
+        );
+        assert_eq!(ts, [1, 2]);
+    }
+
+    #[test]
+    fn unnumbered_origins_name_each_line_by_its_own_origin() {
+        let mut decoder = NdjsonDecoder::new(schema(), 100).unwrap();
+        decoder.set_origin("udp 127.0.0.1:1000", false);
+        decoder.push_line(b"{", 0);
+        decoder.set_origin("udp 127.0.0.1:2000", false);
+        decoder.push_line(br#"{"ts":1,"device":5}"#, 0);
+        let chunk = decoder.take_chunk().unwrap().unwrap();
+        let locations: Vec<_> = chunk.rejected.iter().map(|r| r.location.as_str()).collect();
+        assert_eq!(locations, ["udp 127.0.0.1:1000", "udp 127.0.0.1:2000"]);
+    }
+
+    /// Release-mode throughput on clean sensor lines (~130 bytes, 6 fields), next to plain
+    /// `arrow_json` on the same bytes without per-line checks:
+    /// `cargo test --release -p weir-host --lib ndjson_throughput -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement; run in release"]
+    fn ndjson_throughput() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Int64, false),
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("site", DataType::Utf8, false),
+            Field::new("temp_c", DataType::Float64, true),
+            Field::new("humidity", DataType::Float64, true),
+            Field::new("battery", DataType::Int64, true),
+        ]));
+        let mut text = Vec::new();
+        for i in 0..400_000u64 {
+            let line = format!(
+                "{{\"ts\":{},\"device_id\":\"th-200-rev-b-eu-{:08x}\",\"site\":\"plant-{}/line-{}\",\"temp_c\":{:.2},\"humidity\":{:.1},\"battery\":{}}}\n",
+                1_700_000_000_000u64 + i * 250,
+                i % 5000,
+                i % 7,
+                i % 13,
+                20.0 + (i % 97) as f64 * 0.13,
+                40.0 + (i % 31) as f64,
+                i % 100
+            );
+            text.extend_from_slice(line.as_bytes());
+        }
+        let lines = text.iter().filter(|b| **b == b'\n').count();
+        let mean = text.len() as f64 / lines as f64;
+        let best_of = |f: &mut dyn FnMut() -> usize| {
+            (0..5)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    assert_eq!(f(), lines);
+                    start.elapsed().as_secs_f64()
+                })
+                .fold(f64::MAX, f64::min)
+        };
+        let ours = best_of(&mut || {
+            let mut decoder = NdjsonDecoder::new(schema.clone(), 8192).unwrap();
+            let mut buffer = crate::sources::line_buffer::LineBuffer::new(1 << 20, 1, 0);
+            let mut reader = std::io::Cursor::new(&text);
+            let mut rows = 0;
+            while buffer.read_from(&mut reader).unwrap() > 0 {
+                while let Some((line, no)) = buffer.next_line() {
+                    if decoder.push_line(line, no) {
+                        rows += decoder.take_chunk().unwrap().unwrap().records() as usize;
+                    }
+                }
+            }
+            rows + decoder
+                .take_chunk()
+                .unwrap()
+                .map_or(0, |c| c.records() as usize)
+        });
+        let plain = best_of(&mut || {
+            let reader = ReaderBuilder::new(schema.clone())
+                .with_batch_size(8192)
+                .build(std::io::BufReader::with_capacity(1 << 20, &text[..]))
+                .unwrap();
+            reader.map(|b| b.unwrap().num_rows()).sum()
+        });
+        // 1% bad lines: every 200th a type error, every 200th (offset 100) not JSON.
+        let mut dirty = Vec::with_capacity(text.len());
+        for (i, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+            match i % 200 {
+                0 => dirty
+                    .extend_from_slice(b"{\"ts\":\"soon\",\"device_id\":\"x\",\"site\":\"y\"}\n"),
+                100 => dirty.extend_from_slice(b"{\"ts\":1,\"device_id\n"),
+                _ => dirty.extend_from_slice(line),
+            }
+        }
+        let with_errors = best_of(&mut || {
+            let mut decoder = NdjsonDecoder::new(schema.clone(), 8192).unwrap();
+            let mut records = 0;
+            for (i, line) in dirty.split(|b| *b == b'\n').enumerate() {
+                if !line.is_empty() && decoder.push_line(line, i as u64 + 1) {
+                    records += decoder.take_chunk().unwrap().unwrap().records() as usize;
+                }
+            }
+            records
+                + decoder
+                    .take_chunk()
+                    .unwrap()
+                    .map_or(0, |c| c.records() as usize)
+        });
+        let mb = |bytes: usize, secs: f64| bytes as f64 / secs / 1e6;
+        println!(
+            "ndjson: {lines} lines of {mean:.0} bytes: {:.0} MB/s ({:.2} M lines/s); \
+             plain arrow_json: {:.0} MB/s; with 1% bad lines: {:.0} MB/s",
+            mb(text.len(), ours),
+            lines as f64 / ours / 1e6,
+            mb(text.len(), plain),
+            mb(dirty.len(), with_errors),
+        );
+    }
+}
