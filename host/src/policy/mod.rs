@@ -9,8 +9,8 @@ mod load;
 mod runner;
 
 pub use chain::{ChainOutput, ChainPolicy, DeadLetter, FailMode, PolicyChain, PolicyStats};
-pub use error::{ErrorKind, Phase, PolicyError};
 pub use compile_cache::{CacheError, CompileCache};
+pub use error::{ErrorKind, Phase, PolicyError};
 pub use load::{
     CompileTask, LoadError, LoadErrorKind, PolicyModule, compile_in_background,
     compile_in_background_cached,
