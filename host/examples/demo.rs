@@ -23,7 +23,8 @@ use weir_host::sources::generate::write_sensor_ndjson;
 const FILES: u64 = 4;
 
 fn example_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/sensors")
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/sensors");
+    dir.canonicalize().unwrap_or(dir)
 }
 
 fn weir_bin() -> PathBuf {
