@@ -235,8 +235,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     // An inferred schema is worth a look (and a copy into the config): print it plainly.
     let mut inferred = false;
     for line in plan.describe() {
-        if line.starts_with("source ") {
-            inferred = line.contains("INFERRED");
+        if !line.starts_with(' ') {
+            inferred = line.starts_with("source ") && line.contains("INFERRED");
         }
         if inferred {
             eprintln!("weir: {line}");
