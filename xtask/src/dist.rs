@@ -1,6 +1,7 @@
 //! `cargo xtask dist`: static release binaries of `weir` for x86_64 and aarch64 Linux.
 //!
-//! Each target is built in release with musl (`+crt-static`), stripped, and copied to
+//! Each target is built with the workspace's `dist` profile (size first, speed kept for the
+//! data path; see `Cargo.toml`) for musl (`+crt-static`), stripped, and copied to
 //! `<workspace>/target/dist/weir-<version>-<triple>`; `target/dist/SHA256SUMS` lists the binaries
 //! of the run. Every binary is then checked: statically linked (`readelf`: no `INTERP` program
 //! header, no `NEEDED` entry), the right machine, at most [`MAX_SIZE_MB`] (this one fails the
@@ -35,10 +36,12 @@ const SMOKE_ROWS: usize = 1000;
 /// Rustflags for both targets: static linking (musl's default, spelled out) and no symbols.
 /// They are target-specific rustflags rather than a profile setting: with `--target`, build
 /// scripts and proc macros (built for the host in `<target dir>/release/`) do not get them, so
-/// they keep the cache an ordinary `cargo build --release` uses. The profile is plain `release`;
-/// fat LTO with one codegen unit was measured (x86_64: 31.5 MB instead of 36.1 MB, still over
-/// [`MAX_SIZE_MB`], in 22 instead of 14 minutes) and is not used; see docs/dist.md.
+/// they keep the cache an ordinary `cargo build --release` uses. The profile is `dist` (see
+/// [`PROFILE`] and docs/dist.md).
 const RUSTFLAGS: &str = "-C target-feature=+crt-static -C strip=symbols";
+
+/// The cargo profile of the static binaries, defined in the workspace `Cargo.toml`.
+const PROFILE: &str = "dist";
 
 /// Which targets to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -166,7 +169,7 @@ pub fn run(root: &Path, selection: Selection) -> Result<()> {
         let artifact = meta
             .target_directory
             .join(target.triple)
-            .join("release")
+            .join(PROFILE)
             .join(BIN);
         let dest = out.join(format!("{BIN}-{version}-{}", target.triple));
         std::fs::copy(&artifact, &dest)
@@ -235,7 +238,7 @@ fn env_triple(triple: &str, upper: bool) -> String {
     if upper { s.to_uppercase() } else { s }
 }
 
-/// `cargo build --release -p weir-host --bin weir --target <triple>` with the target's C
+/// `cargo build --profile dist -p weir-host --bin weir --target <triple>` with the target's C
 /// compiler, linker and rustflags. Global RUSTFLAGS are removed: they would override the
 /// target-specific ones.
 fn build(root: &Path, target: &DistTarget) -> Result<()> {
@@ -259,7 +262,8 @@ fn build(root: &Path, target: &DistTarget) -> Result<()> {
     }
     cmd.args([
         "build",
-        "--release",
+        "--profile",
+        PROFILE,
         "-p",
         PACKAGE,
         "--bin",
