@@ -223,6 +223,7 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         rss.push(m);
     }
     let (ready, ready_internal, rss) = (median(readies), median(internal), median(rss));
+    let mut static_bin = None;
     let mut sizes = vec![(
         "release (glibc, not stripped)".to_owned(),
         std::fs::metadata(&weir)?.len(),
@@ -236,6 +237,7 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("weir-") && name.contains("x86_64") {
             sizes.push((format!("dist {name}"), entry.metadata()?.len()));
+            static_bin = Some(entry.path());
         }
     }
     let static_mb = sizes
@@ -298,6 +300,19 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         json!({"name": "start to ready", "value": ready, "unit": "ms"}),
         json!({"name": "idle RSS", "value": rss, "unit": "MiB"}),
     ];
+    // What operators run: the static binary from `cargo xtask dist`, when there is one.
+    if let Some(bin) = static_bin {
+        let mut times = Vec::new();
+        for _ in 0..RUNS {
+            times.push(timed_run(&bin, &with, &dir)?.0);
+        }
+        let t = median(times);
+        figures.push(json!({
+            "name": "pipeline throughput, 1 core, static x86_64 binary",
+            "value": bytes / 1e6 / t,
+            "unit": "MB/s of NDJSON",
+        }));
+    }
     for (name, size) in sizes {
         figures.push(json!({"name": format!("binary size, {name}"), "value": size as f64 / 1e6, "unit": "MB"}));
     }
