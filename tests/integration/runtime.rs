@@ -362,6 +362,19 @@ fn the_chain_accounts_for_every_row() {
 }
 
 #[test]
+fn a_dead_letter_names_the_failing_position_when_names_repeat() {
+    let engine = engine();
+    // The same module twice: only the position tells which instance failed.
+    let mut chain = PolicyChain::new();
+    chain.push(fail(&engine, "ok"), FailMode::DeadLetter);
+    chain.push(fail(&engine, "error"), FailMode::DeadLetter);
+    let out = chain.run(flow_batch(10, 1));
+    assert_eq!(out.dead_letters.len(), 1);
+    assert_eq!(out.dead_letters[0].policy, "weir-guest-fail");
+    assert_eq!(out.dead_letters[0].index, 1);
+}
+
+#[test]
 fn fail_modes_dead_letter_drop_or_pass() {
     let engine = engine();
     let batch = flow_batch(50, 1);
@@ -378,6 +391,7 @@ fn fail_modes_dead_letter_drop_or_pass() {
                 assert_eq!(out.dead_letters.len(), 1);
                 let dl = &out.dead_letters[0];
                 assert_eq!(dl.policy, "weir-guest-fail");
+                assert_eq!(dl.index, 0);
                 assert_eq!(dl.rows, batch, "the original rows, untouched");
                 assert!(dl.error.to_string().contains("deliberate failure: 50"));
                 assert_eq!(first.rows_dead_lettered, 50);

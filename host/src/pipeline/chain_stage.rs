@@ -94,17 +94,8 @@ pub fn run(
             Some(batch) if batch.num_rows() > 0 => {
                 let out = chain.run(batch);
                 for letter in out.dead_letters {
-                    let policy = all_stamps
-                        .iter()
-                        .find(|s| s.name == letter.policy)
-                        .cloned()
-                        .unwrap_or_else(|| PolicyStamp {
-                            name: letter.policy.clone(),
-                            version: String::new(),
-                            sha256: String::new(),
-                        });
                     dead.push(DeadRecords::Policy {
-                        policy,
+                        policy: all_stamps[letter.index].clone(),
                         kind: letter.error.kind().as_str(),
                         reason: letter.error.to_string(),
                         rows: letter.rows,

@@ -138,10 +138,10 @@ impl Plan {
     pub fn describe(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (name, source) in &self.sources {
+            // The capitals make an inferred schema stand out (and `weir run` prints it).
             let origin = match source.schema_origin() {
-                SchemaOrigin::Declared => "declared".to_owned(),
                 SchemaOrigin::Inferred(from) => format!("INFERRED from {from}"),
-                SchemaOrigin::Embedded => "from the input".to_owned(),
+                origin => origin.to_string(),
             };
             lines.push(format!("source {name}: schema {origin}:"));
             for field in source.schema().fields() {
@@ -334,11 +334,7 @@ impl Pipeline {
                 config.pipeline.batch_max_delay.0,
             );
             batcher_tasks.push(tokio::spawn(batcher.run(rx, chain_tx.clone())));
-            schema_origins.push(match source.schema_origin() {
-                SchemaOrigin::Declared => "declared".to_owned(),
-                SchemaOrigin::Inferred(from) => format!("inferred from {from}"),
-                SchemaOrigin::Embedded => "from the input".to_owned(),
-            });
+            schema_origins.push(source.schema_origin().to_string());
             let ctx = SourceContext {
                 name: Arc::clone(&name),
                 tx,

@@ -26,6 +26,9 @@ pub enum FailMode {
 pub struct DeadLetter {
     /// The policy that failed.
     pub policy: String,
+    /// Its position in the chain (names need not be unique: one module can run twice with
+    /// different parameters).
+    pub index: usize,
     /// Why.
     pub error: PolicyError,
     /// The rows as the policy received them.
@@ -107,7 +110,7 @@ impl PolicyChain {
     pub fn run(&mut self, batch: RecordBatch) -> ChainOutput {
         let mut out = ChainOutput::default();
         let mut current = batch;
-        for policy in &mut self.policies {
+        for (index, policy) in self.policies.iter_mut().enumerate() {
             let rows = current.num_rows() as u64;
             let stats = &mut policy.stats;
             stats.batches += 1;
@@ -134,6 +137,7 @@ impl PolicyChain {
                             stats.rows_dead_lettered += rows;
                             out.dead_letters.push(DeadLetter {
                                 policy: policy.runner.name().to_owned(),
+                                index,
                                 error,
                                 rows: current,
                             });

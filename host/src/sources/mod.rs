@@ -59,6 +59,17 @@ pub enum SchemaOrigin {
     Embedded,
 }
 
+impl std::fmt::Display for SchemaOrigin {
+    /// `declared`, `inferred from …` or `from the input`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Declared => f.write_str("declared"),
+            Self::Inferred(from) => write!(f, "inferred from {from}"),
+            Self::Embedded => f.write_str("from the input"),
+        }
+    }
+}
+
 /// What a source did, for the run summary.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SourceReport {
