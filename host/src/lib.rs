@@ -6,6 +6,7 @@
 //! * [`policy`]: loading and checking modules, the host side of the ABI
 //!   (`guest-sdk/ABI.md`), [`policy::PolicyRunner`] and [`policy::PolicyChain`].
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod engine;

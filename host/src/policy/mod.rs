@@ -1,6 +1,8 @@
 //! Policies: loading modules, the host side of the ABI, running one policy, and chains.
 
 pub mod abi;
+pub mod bundle;
+mod control;
 mod chain;
 mod compile_cache;
 mod error;
@@ -16,3 +18,6 @@ pub use load::{
     compile_in_background_cached,
 };
 pub use runner::PolicyRunner;
+pub use control::{
+    Activation, Health, PolicyControl, PolicyStatus, PromotionTimings, Refusal, RefusalCode,
+};
