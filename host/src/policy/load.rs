@@ -132,19 +132,30 @@ impl std::fmt::Debug for PolicyModule {
     }
 }
 
-struct Inspection {
-    manifest: Manifest,
-    exports: Vec<String>,
+/// What a module declares about itself, read without compiling it.
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The manifest from its `weir.policy` section.
+    pub manifest: Manifest,
+    /// Its exports, by name.
+    pub exports: Vec<String>,
+    /// Its imports, as `module.name` (the capabilities it asks for).
+    pub imports: Vec<String>,
 }
 
 /// Reads the manifest and checks imports and exports without compiling anything.
-fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
+///
+/// # Errors
+/// When the bytes are not a well-formed core module, the manifest is missing or invalid, or an
+/// import is not one the host provides.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
     use wasmparser::{Payload, TypeRef};
     let malformed = |e: wasmparser::BinaryReaderError| LoadErrorKind::Malformed {
         reason: e.to_string(),
     };
     let mut manifest = None;
     let mut exports = Vec::new();
+    let mut imports = Vec::new();
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         match payload.map_err(malformed)? {
             Payload::Version {
@@ -165,6 +176,7 @@ fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
                 for import in reader {
                     let import = import.map_err(malformed)?;
                     check_import(import.module, import.name, &import.ty)?;
+                    imports.push(format!("{}.{}", import.module, import.name));
                 }
             }
             Payload::ExportSection(reader) => {
@@ -201,7 +213,11 @@ fn inspect(bytes: &[u8]) -> Result<Inspection, LoadErrorKind> {
         }
     }
     let manifest = manifest.ok_or(LoadErrorKind::MissingManifest)?;
-    Ok(Inspection { manifest, exports })
+    Ok(Inspection {
+        manifest,
+        exports,
+        imports,
+    })
 }
 
 /// The signature each export must have: (name, params, results).

@@ -14,8 +14,8 @@ pub use chain::{ChainOutput, ChainPolicy, DeadLetter, FailMode, PolicyChain, Pol
 pub use compile_cache::{CacheError, CompileCache};
 pub use error::{ErrorKind, Phase, PolicyError};
 pub use load::{
-    CompileTask, LoadError, LoadErrorKind, PolicyModule, compile_in_background,
-    compile_in_background_cached,
+    CompileTask, Inspection, LoadError, LoadErrorKind, PolicyModule, compile_in_background,
+    compile_in_background_cached, inspect,
 };
 pub use runner::PolicyRunner;
 pub use control::{
