@@ -2,10 +2,13 @@
 //! counts that account for every row.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use arrow_array::RecordBatch;
 
 use super::error::{ErrorKind, PolicyError};
+use super::registry::{ActiveVersion, PolicySlot};
 use super::runner::PolicyRunner;
 
 /// What happens to a batch when its policy fails on it.
@@ -67,6 +70,16 @@ pub struct ChainPolicy {
     pub fail_mode: FailMode,
     /// Its counts.
     pub stats: PolicyStats,
+    /// The registry slot it follows (hot swap), and the version it runs.
+    slot: Option<(Arc<PolicySlot>, Arc<ActiveVersion>)>,
+}
+
+impl ChainPolicy {
+    /// The signed version it runs, when it follows a registry slot.
+    #[must_use]
+    pub fn active_version(&self) -> Option<&Arc<ActiveVersion>> {
+        self.slot.as_ref().map(|(_, v)| v)
+    }
 }
 
 /// The result of one batch through a chain.
@@ -82,6 +95,7 @@ pub struct ChainOutput {
 #[derive(Debug, Default)]
 pub struct PolicyChain {
     policies: Vec<ChainPolicy>,
+    generation: u64,
 }
 
 impl PolicyChain {
@@ -97,7 +111,69 @@ impl PolicyChain {
             runner,
             fail_mode,
             stats: PolicyStats::default(),
+            slot: None,
         });
+    }
+
+    /// Appends a policy that follows `slot`: at each batch boundary the chain switches to the
+    /// slot's active version if it changed. `runner` runs the slot's current version.
+    pub fn push_slot(&mut self, runner: PolicyRunner, fail_mode: FailMode, slot: Arc<PolicySlot>) {
+        let active = slot.active();
+        self.policies.push(ChainPolicy {
+            runner,
+            fail_mode,
+            stats: PolicyStats::default(),
+            slot: Some((slot, active)),
+        });
+    }
+
+    /// Increases whenever a policy switched version (so callers can refresh what they derive
+    /// from the versions, such as file metadata).
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Takes each slot's active version: the batch that starts now runs on these versions to
+    /// its end. A version whose runner cannot start keeps the old runner (and says so).
+    fn refresh(&mut self) {
+        for (index, policy) in self.policies.iter_mut().enumerate() {
+            let Some((slot, current)) = &mut policy.slot else {
+                continue;
+            };
+            let latest = slot.active();
+            if Arc::ptr_eq(&latest, current) {
+                continue;
+            }
+            let runner = match latest.take_warm(index) {
+                Some(runner) => Ok(runner),
+                None => policy.runner.with_module(Arc::clone(&latest.module)),
+            };
+            match runner {
+                Ok(runner) => {
+                    tracing::info!(
+                        policy = slot.name(),
+                        position = index,
+                        from = current.version,
+                        to = latest.version,
+                        "chain switched policy version at a batch boundary"
+                    );
+                    policy.runner = runner;
+                    *current = latest;
+                    self.generation += 1;
+                }
+                Err(error) => {
+                    tracing::error!(
+                        policy = slot.name(),
+                        position = index,
+                        version = latest.version,
+                        %error,
+                        "new policy version could not start; the chain keeps the old one"
+                    );
+                    *current = latest;
+                }
+            }
+        }
     }
 
     /// The policies, in order.
@@ -108,6 +184,7 @@ impl PolicyChain {
 
     /// Runs `batch` through every policy.
     pub fn run(&mut self, batch: RecordBatch) -> ChainOutput {
+        self.refresh();
         let mut out = ChainOutput::default();
         let mut current = batch;
         for (index, policy) in self.policies.iter_mut().enumerate() {
@@ -115,7 +192,24 @@ impl PolicyChain {
             let stats = &mut policy.stats;
             stats.batches += 1;
             stats.rows_in += rows;
-            match policy.runner.process(&current) {
+            let result = policy.runner.process(&current);
+            if let Some((slot, _)) = &policy.slot {
+                let counters = &slot.counters;
+                counters.rows_in.fetch_add(rows, Ordering::Relaxed);
+                match &result {
+                    Ok(next) => {
+                        counters
+                            .rows_out
+                            .fetch_add(next.num_rows() as u64, Ordering::Relaxed);
+                        slot.record(index, &current, next.schema());
+                    }
+                    // A batch the running version fails on is no canary for the next one.
+                    Err(_) => {
+                        counters.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            match result {
                 Ok(next) => {
                     let kept = next.num_rows() as u64;
                     stats.rows_out += kept;

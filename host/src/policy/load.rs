@@ -6,6 +6,7 @@
 //! compilation, then export signatures and linking.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,16 @@ impl std::fmt::Debug for PolicyModule {
             .field("size", &self.size)
             .finish_non_exhaustive()
     }
+}
+
+/// Modules that reached compilation (or an authenticated cache load) in this process.
+static COMPILATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many modules reached compilation (including authenticated cache loads) in this process.
+/// Refused bundles never add to it: tests assert that.
+#[must_use]
+pub fn compilations() -> u64 {
+    COMPILATIONS.load(Ordering::Relaxed)
 }
 
 /// What a module declares about itself, read without compiling it.
@@ -322,6 +333,7 @@ impl PolicyModule {
             });
         }
         let inspection = inspect(bytes)?;
+        COMPILATIONS.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let sha256: [u8; 32] = Sha256::digest(bytes).into();
         let module = match cache.and_then(|c| c.load(engine, &sha256)) {

@@ -54,6 +54,21 @@ impl PolicyRunner {
         })
     }
 
+    /// A runner for another module (a new version of the same policy) with this runner's
+    /// parameters. Its first instance is created and initialized right away.
+    ///
+    /// # Errors
+    /// When the first instance cannot be created and initialized.
+    pub fn with_module(&self, module: Arc<PolicyModule>) -> Result<Self, PolicyError> {
+        Self::new(module, self.params.clone())
+    }
+
+    /// The parameters (JSON) handed to the policy's init.
+    #[must_use]
+    pub fn params(&self) -> &[u8] {
+        &self.params
+    }
+
     /// The module this runner runs.
     #[must_use]
     pub fn module(&self) -> &Arc<PolicyModule> {
