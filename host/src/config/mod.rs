@@ -1,10 +1,12 @@
 //! The `weir.toml` configuration: parsing, defaults and validation. Every key is documented in
 //! `docs/config.md`. Errors name the file, the key and the problem.
 
+mod admin_config;
 mod columns;
 mod policy_config;
 mod sink_config;
 mod source_config;
+mod trust_config;
 mod units;
 
 use std::collections::BTreeMap;
@@ -13,7 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use admin_config::{AdminConfig, TlsConfig};
 pub use columns::{parse_column, parse_columns};
+pub use trust_config::{TrustConfig, TrustKeyConfig};
 pub use policy_config::PolicyConfig;
 pub use sink_config::{
     ArrowIpcSinkConfig, DeadLetterConfig, IpcFormat, ParquetSinkConfig, SinkConfig, StdoutFormat,
@@ -77,6 +81,12 @@ pub struct Config {
     /// Where rejected and failed rows go.
     #[serde(default)]
     pub dead_letter: Option<DeadLetterConfig>,
+    /// The keys that may sign policies, thresholds and revocations.
+    #[serde(default)]
+    pub trust: Option<TrustConfig>,
+    /// The admin HTTP API and the watched policy directory.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
     /// The directory relative paths are resolved from (the config file's), not a key.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -257,13 +267,39 @@ impl Config {
             self.validate_source(name, source)?;
         }
         for (i, policy) in self.policies.iter().enumerate() {
-            let module = self.resolve(&policy.module);
-            if !module.is_file() {
+            if let Some(module) = &policy.module {
                 return Err(self.err(
                     format!("policies[{i}].module"),
-                    format!("no such file: {}", module.display()),
+                    format!(
+                        "unsigned modules are not run: sign {} with `weir sign` and give \
+                         `bundle = \"<name>.wpol\"` instead",
+                        module.display()
+                    ),
                 ));
             }
+            let Some(bundle) = &policy.bundle else {
+                return Err(self.err(
+                    format!("policies[{i}]"),
+                    "`bundle` is missing: the signed policy bundle (.wpol) to run",
+                ));
+            };
+            let bundle = self.resolve(bundle);
+            if !bundle.is_file() {
+                return Err(self.err(
+                    format!("policies[{i}].bundle"),
+                    format!("no such file: {}", bundle.display()),
+                ));
+            }
+        }
+        if !self.policies.is_empty() && self.trust.is_none() {
+            return Err(self.err(
+                "trust",
+                "policies need a trust store: a [trust] table with [[trust.keys]] naming the \
+                 public keys that may sign them",
+            ));
+        }
+        if let Some(admin) = &self.admin {
+            admin.validate(&self.origin)?;
         }
         let mut stdout_users = Vec::new();
         for (name, sink) in &self.sinks {

@@ -10,8 +10,13 @@ use crate::policy::FailMode;
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The module (`.wasm`). Relative paths are relative to the config file.
-    pub module: PathBuf,
+    /// The signed bundle (`.wpol`, made by `weir sign`). Relative paths are relative to the
+    /// config file.
+    #[serde(default)]
+    pub bundle: Option<PathBuf>,
+    /// Refused with a helpful message: unsigned modules are never run.
+    #[serde(default)]
+    pub module: Option<PathBuf>,
     /// Parameters handed to the policy's init, as a TOML table (passed on as JSON).
     #[serde(default)]
     pub params: Option<toml::Table>,

@@ -47,7 +47,11 @@ pub fn stamps(chain: &PolicyChain) -> Vec<PolicyStamp> {
             let module = p.runner.module();
             PolicyStamp {
                 name: module.name().to_owned(),
-                version: module.manifest().crate_version.clone(),
+                // The signed version when the policy came from a bundle.
+                version: p.active_version().map_or_else(
+                    || module.manifest().crate_version.clone(),
+                    |v| v.version.to_string(),
+                ),
                 sha256: module.sha256_hex(),
             }
         })
@@ -66,7 +70,8 @@ pub fn run(
     commits: &Commits,
     counts: &parking_lot::Mutex<ChainCounts>,
 ) -> Result<PolicyChain, SinkGone> {
-    let all_stamps: Arc<[PolicyStamp]> = stamps(&chain).into();
+    let mut all_stamps: Arc<[PolicyStamp]> = stamps(&chain).into();
+    let mut generation = chain.generation();
     let mut seq = 0u64;
     while let Some(envelope) = input.blocking_recv() {
         seq += 1;
@@ -93,6 +98,12 @@ pub fn run(
         let output = match batch {
             Some(batch) if batch.num_rows() > 0 => {
                 let out = chain.run(batch);
+                // A policy switched version at this batch boundary: files and dead letters
+                // name the version that processed their rows.
+                if chain.generation() != generation {
+                    generation = chain.generation();
+                    all_stamps = stamps(&chain).into();
+                }
                 for letter in out.dead_letters {
                     dead.push(DeadRecords::Policy {
                         policy: all_stamps[letter.index].clone(),

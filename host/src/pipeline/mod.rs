@@ -80,7 +80,7 @@ impl Plan {
         };
         let mut tasks = Vec::with_capacity(config.policies.len());
         for (index, policy) in config.policies.iter().enumerate() {
-            let path = config.resolve(&policy.module);
+            let path = config.resolve(policy.bundle.as_deref().unwrap_or(std::path::Path::new("")));
             let bytes = std::fs::read(&path).map_err(|source| PipelineError::ReadModule {
                 origin: origin.clone(),
                 index,
