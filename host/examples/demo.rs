@@ -128,11 +128,93 @@ fn read_back(out: &Path) -> Result<ReadBack> {
     })
 }
 
+fn policy_dir() -> PathBuf {
+    std::env::var_os("WEIR_POLICY_DIR").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/policies"),
+        PathBuf::from,
+    )
+}
+
+/// Runs `weir ARGS` and fails with its output when it fails.
+fn weir(args: &[&std::ffi::OsStr]) -> Result<String> {
+    let out = Command::new(weir_bin())
+        .args(args)
+        .output()
+        .with_context(|| format!("starting {}", weir_bin().display()))?;
+    if !out.status.success() {
+        bail!(
+            "weir {} failed ({}): {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Makes the operator key and the admin token (once), and signs the three policies. The
+/// version is the signing time in seconds, so every run signs a newer version than the one
+/// the state directory accepted last time.
+fn sign_policies(dir: &Path) -> Result<()> {
+    let keys = dir.join("keys");
+    if !keys.join("ops.key").is_file() {
+        let _ = std::fs::remove_dir_all(&keys);
+        let out = weir(&[
+            "keygen".as_ref(),
+            "--name".as_ref(),
+            "ops".as_ref(),
+            "--out-dir".as_ref(),
+            keys.as_os_str(),
+        ])?;
+        print!("{}", indent(&out));
+    }
+    let token = keys.join("admin.token");
+    if !token.is_file() {
+        let mut secret = [0u8; 24];
+        getrandom::fill(&mut secret).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+        std::fs::write(&token, format!("{}\n", hex::encode(secret)))?;
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    }
+    let bundles = dir.join("bundles");
+    std::fs::create_dir_all(&bundles)?;
+    let version = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    for name in ["sensor-normalize", "drop-outliers", "redact"] {
+        let module = policy_dir().join(format!("{name}.wasm"));
+        let bundle = bundles.join(format!("{name}.wpol"));
+        let out = weir(&[
+            "sign".as_ref(),
+            "--key".as_ref(),
+            keys.join("ops.key").as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--version".as_ref(),
+            version.as_ref(),
+            module.as_os_str(),
+            "-o".as_ref(),
+            bundle.as_os_str(),
+        ])?;
+        print!("{}", indent(&out));
+    }
+    Ok(())
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("  {l}\n")).collect()
+}
+
 fn main() -> Result<()> {
     let rows = rows_arg()?;
     let dir = example_dir();
     println!("Weir demo: sensors → sensor-normalize → drop-outliers → redact → Parquet\n");
-    println!("1. A sensor stream from four models (different field names and units)");
+    println!("0. An operator key; the three policies signed with it (only signed code runs)");
+    sign_policies(&dir)?;
+    println!("\n1. A sensor stream from four models (different field names and units)");
     let bytes = generate(&dir, rows)?;
     let out = dir.join("out");
     let _ = std::fs::remove_dir_all(&out);

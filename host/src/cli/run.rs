@@ -20,9 +20,20 @@ pub struct QuickArgs {
     /// The input format (default: from the file extension).
     #[arg(long, value_enum)]
     pub format: Option<QuickFormat>,
-    /// A policy module (`.wasm`); repeat for a chain, applied in order.
+    /// A signed policy bundle (`.wpol`, from `weir sign`); repeat for a chain, applied in
+    /// order.
     #[arg(long = "policy", conflicts_with = "config")]
     pub policies: Vec<PathBuf>,
+    /// A public key (`.pub`, from `weir keygen`) trusted to sign the policies; repeat for
+    /// several keys.
+    #[arg(long = "trust", conflicts_with = "config")]
+    pub trust: Vec<PathBuf>,
+    /// Serve the admin API here (e.g. 127.0.0.1:7878), so new versions can be pushed.
+    #[arg(long, conflicts_with = "config")]
+    pub admin_listen: Option<String>,
+    /// The admin API's bearer token file (needed to push).
+    #[arg(long, conflicts_with = "config", requires = "admin_listen")]
+    pub admin_token_file: Option<PathBuf>,
     /// Parameters (JSON object) for the policies, in the same order as `--policy`.
     #[arg(long = "params", conflicts_with = "config")]
     pub params: Vec<String>,
@@ -91,7 +102,10 @@ pub struct CheckArgs {
 fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
     use toml::{Table, Value};
     if q.inputs.is_empty() {
-        bail!("give --config FILE, or --input PATH [--policy P.wasm ...] --output DIR|-");
+        bail!(
+            "give --config FILE, or --input PATH [--policy P.wpol ... --trust KEY.pub] \
+             --output DIR|-"
+        );
     }
     let Some(output) = &q.output else {
         bail!(
@@ -132,10 +146,44 @@ fn quick_config(q: &QuickArgs) -> anyhow::Result<Config> {
         sources.insert(name, Value::Table(s));
     }
     root.insert("sources".into(), Value::Table(sources));
+    if !q.policies.is_empty() && q.trust.is_empty() {
+        bail!(
+            "--trust KEY.pub is missing: policies run only when signed by a trusted key \
+             (make one with `weir keygen`, sign with `weir sign`)"
+        );
+    }
+    let mut keys = Vec::new();
+    for path in &q.trust {
+        let mut k = Table::new();
+        let name = path
+            .file_stem()
+            .map_or_else(|| "key".to_owned(), |s| s.to_string_lossy().into_owned());
+        k.insert("name".into(), name.into());
+        k.insert("public_key".into(), path.display().to_string().into());
+        keys.push(Value::Table(k));
+    }
+    if !keys.is_empty() {
+        let mut trust = Table::new();
+        trust.insert("keys".into(), Value::Array(keys));
+        root.insert("trust".into(), Value::Table(trust));
+    }
+    if let Some(listen) = &q.admin_listen {
+        let mut admin = Table::new();
+        admin.insert("listen".into(), listen.clone().into());
+        if let Some(token) = &q.admin_token_file {
+            admin.insert("token_file".into(), token.display().to_string().into());
+        }
+        root.insert("admin".into(), Value::Table(admin));
+    }
     let mut policies = Vec::new();
-    for (i, module) in q.policies.iter().enumerate() {
+    for (i, bundle) in q.policies.iter().enumerate() {
         let mut p = Table::new();
-        p.insert("module".into(), module.display().to_string().into());
+        let key = if bundle.extension().is_some_and(|e| e == "wasm") {
+            "module"
+        } else {
+            "bundle"
+        };
+        p.insert(key.into(), bundle.display().to_string().into());
         if let Some(params) = q.params.get(i) {
             let json: serde_json::Value = serde_json::from_str(params)
                 .with_context(|| format!("--params #{}: not JSON: {params}", i + 1))?;

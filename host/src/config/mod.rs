@@ -111,6 +111,10 @@ pub struct PipelineConfig {
     /// Checkpoints and the default dead-letter directory (default `weir-state`).
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// Recent input batches kept per policy for the canary a new version runs before it is
+    /// swapped in (default 4; 0 disables the canary).
+    #[serde(default = "default_canary_batches")]
+    pub canary_batches: usize,
 }
 
 fn default_batch_rows() -> usize {
@@ -120,6 +124,9 @@ fn default_batch_delay() -> HumanDuration {
     HumanDuration(Duration::from_millis(200))
 }
 fn default_queue_depth() -> usize {
+    4
+}
+fn default_canary_batches() -> usize {
     4
 }
 fn default_state_dir() -> PathBuf {
@@ -133,6 +140,7 @@ impl Default for PipelineConfig {
             batch_max_delay: default_batch_delay(),
             queue_depth: default_queue_depth(),
             state_dir: default_state_dir(),
+            canary_batches: default_canary_batches(),
         }
     }
 }
@@ -259,6 +267,9 @@ impl Config {
         }
         if p.queue_depth == 0 || p.queue_depth > 1024 {
             return Err(self.err("pipeline.queue_depth", "must be between 1 and 1024"));
+        }
+        if p.canary_batches > 64 {
+            return Err(self.err("pipeline.canary_batches", "must be between 0 and 64"));
         }
         if p.batch_max_delay.0.is_zero() {
             return Err(self.err("pipeline.batch_max_delay", "must be more than zero"));
