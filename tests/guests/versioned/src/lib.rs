@@ -5,6 +5,9 @@
 //! [`VERSION_MARKER`], and the hot-swap soak test patches those 8 bytes (little-endian) before
 //! signing each version. So every version is a different module (a different sha256 and a real
 //! compilation) built once from Rust.
+//!
+//! A version with the top bit set fails every batch (an error), so a test can push a version
+//! that passes every check but the canary.
 
 use weir_sdk::prelude::*;
 
@@ -29,11 +32,14 @@ fn version() -> u64 {
 /// The transform.
 ///
 /// # Errors
-/// Never.
+/// When the version has its top bit set.
 #[weir_sdk::transform(reads = ["seq: int64"], writes = ["policy_version: uint64"])]
 pub fn versioned(batch: &Batch) -> Result<Output> {
     let n = batch.num_rows();
     let v = version();
+    if v >> 63 == 1 {
+        return Err("this version is built to fail".into());
+    }
     let mut b = UInt64Builder::with_capacity(n);
     (0..n).for_each(|_| b.append_value(v));
     let mut out = Output::new();
