@@ -1,5 +1,6 @@
 //! Helpers shared by Weir's integration tests: engines, built policy modules, hostile modules.
 
+pub mod bundle_tools;
 pub mod hostile_wat;
 pub mod weir_process;
 

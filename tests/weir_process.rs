@@ -221,11 +221,21 @@ impl Running {
     /// Starts `weir` with `args` (stdout goes to a file, stderr too).
     #[must_use]
     pub fn start(scratch: &Scratch, args: &[&str]) -> Self {
+        Self::start_with(scratch, args, Stdio::null())
+    }
+
+    /// As [`Running::start`], with stdin a pipe (take it from `child.stdin`).
+    #[must_use]
+    pub fn start_piped(scratch: &Scratch, args: &[&str]) -> Self {
+        Self::start_with(scratch, args, Stdio::piped())
+    }
+
+    fn start_with(scratch: &Scratch, args: &[&str], stdin: Stdio) -> Self {
         let id = unique();
         let summary = scratch.join(&format!("summary-{id}.json"));
         let stderr_path = scratch.join(&format!("stderr-{id}.txt"));
         let mut cmd = weir_command(args, &summary);
-        cmd.stdin(Stdio::null())
+        cmd.stdin(stdin)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr_path).expect("stderr file"));
         Self {
@@ -321,6 +331,15 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     files.sort();
     files
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+#[must_use]
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
 }
 
 /// Reads every row of a Parquet file with the parquet crate; panics if any part is unreadable.
