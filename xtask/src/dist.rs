@@ -10,7 +10,7 @@
 //! file once that subcommand exists. See docs/dist.md.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -500,17 +500,63 @@ fn smoke(b: &Built, version: &str, policy: &Path, scratch: &Path) -> Result<Vec<
     let mut ran = Vec::new();
     check_version(b, version)?;
     ran.push("--version".to_owned());
-    check_eval(b, policy)?;
-    ran.push(format!("eval ({SMOKE_ROWS} rows)"));
-    match check_file_pipeline(b, policy, &scratch.join(b.target.triple))? {
-        PipelineCheck::Ran { parquet_files } => {
-            ran.push(format!("run ({parquet_files} parquet)"));
-        }
-        PipelineCheck::MissingSubcommand => {
-            ran.push("run: SKIPPED (no `run` subcommand)".to_owned());
-        }
+    let scratch = scratch.join(b.target.triple);
+    if scratch.exists() {
+        std::fs::remove_dir_all(&scratch)
+            .with_context(|| format!("removing the old {}", scratch.display()))?;
     }
+    std::fs::create_dir_all(&scratch).with_context(|| format!("creating {}", scratch.display()))?;
+    let (bundle, public) = check_signing(b, policy, &scratch)?;
+    ran.push("keygen, sign, verify".to_owned());
+    check_eval(b, &bundle, &public)?;
+    ran.push(format!("eval ({SMOKE_ROWS} rows)"));
+    let parquet_files = check_file_pipeline(b, &bundle, &public, &scratch)?;
+    ran.push(format!("run ({parquet_files} parquet)"));
     Ok(ran)
+}
+
+/// `weir keygen`, `weir sign` of the smoke policy and `weir verify`, all by the binary under
+/// test (Ed25519 through ring, on the target's architecture). Returns (bundle, public key).
+fn check_signing(b: &Built, policy: &Path, scratch: &Path) -> Result<(PathBuf, PathBuf)> {
+    let keys = scratch.join("keys");
+    let keys_arg = keys.to_string_lossy();
+    let _ = run_bin(b, &["keygen", "--name", "smoke", "--out-dir", &keys_arg])?;
+    let bundle = scratch.join("drop-outliers.wpol");
+    let (key, public) = (keys.join("smoke.key"), keys.join("smoke.pub"));
+    let (key_arg, policy_arg, bundle_arg, public_arg) = (
+        key.to_string_lossy(),
+        policy.to_string_lossy(),
+        bundle.to_string_lossy(),
+        public.to_string_lossy(),
+    );
+    let _ = run_bin(
+        b,
+        &[
+            "sign",
+            "--key",
+            &key_arg,
+            "--name",
+            "drop-outliers",
+            "--version",
+            "1",
+            &policy_arg,
+            "-o",
+            &bundle_arg,
+        ],
+    )?;
+    let out = run_bin(b, &["verify", "--trust", &public_arg, &bundle_arg]).with_context(|| {
+        format!(
+            "`{BIN} verify` refused its own bundle on {}",
+            b.target.triple
+        )
+    })?;
+    if !out.contains("drop-outliers") {
+        bail!(
+            "`{BIN} verify` on {} did not name the policy:\n{out}",
+            b.target.triple
+        );
+    }
+    Ok((bundle, public))
 }
 
 /// Runs the binary with `args`; returns stdout. Fails on a non-zero exit, with stderr.
@@ -535,11 +581,13 @@ fn check_version(b: &Built, version: &str) -> Result<()> {
     Ok(())
 }
 
-/// `weir eval --policy drop-outliers.wasm --generate sensors --rows 1000`: the engine compiles
-/// the module for the target's architecture and runs it. `eval` dead-letters a failing policy's
-/// rows instead of exiting non-zero, so the output is checked too.
-fn check_eval(b: &Built, policy: &Path) -> Result<()> {
+/// `weir eval --policy drop-outliers.wpol --trust smoke.pub --generate sensors --rows 1000`:
+/// the engine verifies the bundle, compiles the module for the target's architecture and runs
+/// it. `eval` dead-letters a failing policy's rows instead of exiting non-zero, so the output is
+/// checked too.
+fn check_eval(b: &Built, policy: &Path, public: &Path) -> Result<()> {
     let policy_arg = policy.to_string_lossy();
+    let public_arg = public.to_string_lossy();
     let rows = SMOKE_ROWS.to_string();
     let out = run_bin(
         b,
@@ -547,6 +595,8 @@ fn check_eval(b: &Built, policy: &Path) -> Result<()> {
             "eval",
             "--policy",
             &policy_arg,
+            "--trust",
+            &public_arg,
             "--generate",
             "sensors",
             "--rows",
@@ -584,15 +634,6 @@ fn check_eval(b: &Built, policy: &Path) -> Result<()> {
     Ok(())
 }
 
-/// What [`check_file_pipeline`] did.
-#[derive(Debug)]
-enum PipelineCheck {
-    /// `weir run` wrote this many Parquet files.
-    Ran { parquet_files: usize },
-    /// The binary has no `run` subcommand (yet).
-    MissingSubcommand,
-}
-
 /// A few sensor records, one JSON object per line.
 fn smoke_ndjson() -> String {
     let mut text = String::new();
@@ -607,48 +648,20 @@ fn smoke_ndjson() -> String {
     text
 }
 
-/// `weir run --input <ndjson> --policy <wasm> --output <dir>` over [`smoke_ndjson`], expecting
-/// a `.parquet` file in the output directory. Skipped, loudly, while the binary has no `run`
-/// subcommand; this fallback is temporary until `weir run` lands.
-fn check_file_pipeline(b: &Built, policy: &Path, scratch: &Path) -> Result<PipelineCheck> {
-    let mut help = b.runner.command(&b.path);
-    help.args(["run", "--help"]).stdin(Stdio::null());
-    println!("$ {}", util::display(&help));
-    let probe = help
-        .output()
-        .with_context(|| format!("could not start `{}`", util::display(&help)))?;
-    if !probe.status.success() {
-        let stderr = String::from_utf8_lossy(&probe.stderr);
-        if stderr.contains("unrecognized subcommand") {
-            println!(
-                "\n  !!! WARNING: `{BIN} run` SKIPPED on {}: the binary has no `run` subcommand \
-                 yet.\n  !!! The file pipeline (NDJSON in, Parquet out) was NOT tested. This \
-                 skip is temporary: remove it once `{BIN} run` lands.\n",
-                b.target.triple
-            );
-            return Ok(PipelineCheck::MissingSubcommand);
-        }
-        bail!(
-            "`{}` failed ({}):\n{}",
-            util::display(&help),
-            probe.status,
-            stderr.trim_end()
-        );
-    }
-
-    if scratch.exists() {
-        std::fs::remove_dir_all(scratch)
-            .with_context(|| format!("removing the old {}", scratch.display()))?;
-    }
+/// `weir run --input <ndjson> --policy <wpol> --trust <pub> --output <dir>` over
+/// [`smoke_ndjson`], expecting a `.parquet` file in the output directory. Returns the number of
+/// Parquet files.
+fn check_file_pipeline(b: &Built, policy: &Path, public: &Path, scratch: &Path) -> Result<usize> {
     let output = scratch.join("out");
     std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
     let input = scratch.join("sensors.ndjson");
     std::fs::write(&input, smoke_ndjson())
         .with_context(|| format!("writing {}", input.display()))?;
-    let (input_arg, policy_arg, output_arg) = (
+    let (input_arg, policy_arg, output_arg, public_arg) = (
         input.to_string_lossy(),
         policy.to_string_lossy(),
         output.to_string_lossy(),
+        public.to_string_lossy(),
     );
     let out = run_bin(
         b,
@@ -658,6 +671,8 @@ fn check_file_pipeline(b: &Built, policy: &Path, scratch: &Path) -> Result<Pipel
             &input_arg,
             "--policy",
             &policy_arg,
+            "--trust",
+            &public_arg,
             "--output",
             &output_arg,
         ],
@@ -678,7 +693,7 @@ fn check_file_pipeline(b: &Built, policy: &Path, scratch: &Path) -> Result<Pipel
         "  {parquet_files} .parquet file(s) under {}",
         output.display()
     );
-    Ok(PipelineCheck::Ran { parquet_files })
+    Ok(parquet_files)
 }
 
 /// `.parquet` files under `dir`, recursively.

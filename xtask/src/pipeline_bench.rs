@@ -18,20 +18,61 @@ const ROWS: u64 = 1_000_000;
 /// Runs per configuration; the median counts.
 const RUNS: usize = 3;
 
-fn sensors_toml(dir: &Path, policies: &Path, with_policies: bool, source: &str) -> String {
+/// Signs the three sensor policies with a bench key (made once) into `dir/bundles`, under the
+/// current time as version (newer than whatever the bench's state directory accepted before).
+fn sign_policies(weir: &Path, dir: &Path, policies: &Path) -> Result<()> {
+    let keys = dir.join("keys");
+    if !keys.join("bench.key").is_file() {
+        let _ = std::fs::remove_dir_all(&keys);
+        util::run(
+            Command::new(weir)
+                .args(["keygen", "--name", "bench", "--out-dir"])
+                .arg(&keys)
+                .stdout(Stdio::null()),
+        )?;
+    }
+    let bundles = dir.join("bundles");
+    std::fs::create_dir_all(&bundles)?;
+    let version = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        .to_string();
+    for name in ["sensor-normalize", "drop-outliers", "redact"] {
+        let out = bundles.join(format!("{name}.wpol"));
+        let _ = std::fs::remove_file(&out);
+        util::run(
+            Command::new(weir)
+                .arg("sign")
+                .arg("--key")
+                .arg(keys.join("bench.key"))
+                .args(["--name", name, "--version", &version])
+                .arg(policies.join(format!("{name}.wasm")))
+                .arg("-o")
+                .arg(&out)
+                .stdout(Stdio::null()),
+        )?;
+    }
+    Ok(())
+}
+
+fn sensors_toml(dir: &Path, with_policies: bool, source: &str) -> String {
     let chain = if with_policies {
         format!(
             r#"
+[trust]
+[[trust.keys]]
+name = "bench"
+public_key = "{d}/keys/bench.pub"
 [[policies]]
-module = "{p}/sensor-normalize.wasm"
+bundle = "{d}/bundles/sensor-normalize.wpol"
 [[policies]]
-module = "{p}/drop-outliers.wasm"
+bundle = "{d}/bundles/drop-outliers.wpol"
 params = {{ temperature = {{ min = -40.0, max = 60.0 }}, humidity = {{ min = 0.0, max = 100.0 }} }}
 [[policies]]
-module = "{p}/redact.wasm"
+bundle = "{d}/bundles/redact.wpol"
 params = {{ key = "bench-secret", columns = ["device_id"] }}
 "#,
-            p = policies.display()
+            d = dir.display()
         )
     } else {
         String::new()
@@ -173,7 +214,7 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
             .arg(&data),
     )?;
     let bytes = std::fs::metadata(&data)?.len() as f64;
-    let policies = policies::output_dir(root);
+    sign_policies(&weir, &dir, &policies::output_dir(root))?;
     let file_source = format!(
         "[sources.sensors]\ntype = \"file\"\npath = \"{}\"",
         data.display()
@@ -183,14 +224,8 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         std::fs::write(&p, text)?;
         Ok(p)
     };
-    let with = write(
-        "with.toml",
-        sensors_toml(&dir, &policies, true, &file_source),
-    )?;
-    let without = write(
-        "without.toml",
-        sensors_toml(&dir, &policies, false, &file_source),
-    )?;
+    let with = write("with.toml", sensors_toml(&dir, true, &file_source))?;
+    let without = write("without.toml", sensors_toml(&dir, false, &file_source))?;
     // Warm the compile cache and the page cache.
     timed_run(&weir, &with, &dir)?;
     let (mut t_with, mut t_without) = (Vec::new(), Vec::new());
@@ -212,7 +247,7 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
             .local_addr()?
             .port()
     );
-    let idle = write("idle.toml", sensors_toml(&dir, &policies, true, &udp))?;
+    let idle = write("idle.toml", sensors_toml(&dir, true, &udp))?;
     let mut readies = Vec::new();
     let mut internal = Vec::new();
     let mut rss = Vec::new();
