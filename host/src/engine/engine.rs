@@ -167,14 +167,14 @@ impl Engine {
         &self.inner.linker
     }
 
-    /// A fresh store for one instance of `policy`, with its memory limiter installed and epoch
-    /// deadlines set to trap.
+    /// A fresh store for one instance of `policy`, with its memory limiter installed (at most
+    /// `memory_bytes`, never more than the engine's limit) and epoch deadlines set to trap.
     #[must_use]
-    pub fn new_store(&self, policy: &str) -> Store<GuestState> {
+    pub fn new_store(&self, policy: &str, memory_bytes: usize) -> Store<GuestState> {
         let limits = &self.inner.limits;
         let state = GuestState::new(
             policy,
-            limits.memory_bytes,
+            memory_bytes.min(limits.memory_bytes),
             limits.table_elements,
             limits.max_message_bytes,
         );

@@ -74,7 +74,7 @@ impl PolicyInstance {
     pub(crate) fn new(module: &PolicyModule, params: &[u8]) -> Result<Self, PolicyError> {
         let engine = module.engine();
         let deadline = engine.limits().init_deadline;
-        let mut store = engine.new_store(module.name());
+        let mut store = engine.new_store(module.name(), module.limits().memory_bytes);
         let fail = |e: wasmtime::Error, store: &Store<GuestState>| {
             classify(e, store.data(), Phase::Init, deadline)
         };
@@ -121,7 +121,7 @@ impl PolicyInstance {
                 reason: format!("guest speaks ABI version {version}, the host {ABI_VERSION}"),
             });
         }
-        let limits = engine.limits().clone();
+        let limits = module.limits().clone();
         let mut this = Self {
             store,
             memory,
@@ -248,7 +248,7 @@ impl PolicyInstance {
         module: &PolicyModule,
         plan: &InputPlan,
     ) -> Result<Assembled, PolicyError> {
-        let limits = module.engine().limits();
+        let limits = module.limits();
         let manifest = module.manifest();
         let row_preserving = manifest.is_row_preserving();
         let filter = manifest.kind == weir_abi::PolicyKind::Filter;

@@ -19,7 +19,7 @@ use weir_abi::{
 
 use super::abi::DeclaredSchema;
 use super::compile_cache::CompileCache;
-use crate::engine::{Engine, GuestState, PROVIDED_WASI, PROVIDED_WEIR};
+use crate::engine::{Engine, GuestState, Limits, PROVIDED_WASI, PROVIDED_WEIR};
 
 /// What is wrong with a module.
 #[derive(Debug, thiserror::Error)]
@@ -121,6 +121,7 @@ pub struct PolicyModule {
     has_initialize: bool,
     pre: InstancePre<GuestState>,
     engine: Engine,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for PolicyModule {
@@ -378,6 +379,7 @@ impl PolicyModule {
             compile_time,
             has_initialize,
             pre,
+            limits: engine.limits().clone(),
             engine: engine.clone(),
         })
     }
@@ -434,6 +436,29 @@ impl PolicyModule {
     #[must_use]
     pub(crate) fn instance_pre(&self) -> &InstancePre<GuestState> {
         &self.pre
+    }
+
+    /// The limits its instances run under: the engine's, or tighter ones from its bundle.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Tightens the limits its instances run under (a signed bundle's `limits`): the batch time
+    /// limit and the memory cap become the smaller of the engine's and these. Never loosens.
+    #[must_use]
+    pub fn with_tighter_limits(
+        mut self,
+        batch_deadline: Option<Duration>,
+        memory_bytes: Option<usize>,
+    ) -> Self {
+        if let Some(d) = batch_deadline {
+            self.limits.batch_deadline = self.limits.batch_deadline.min(d);
+        }
+        if let Some(m) = memory_bytes {
+            self.limits.memory_bytes = self.limits.memory_bytes.min(m);
+        }
+        self
     }
 
     /// The engine the module was compiled for.
