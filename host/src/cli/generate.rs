@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 
-use crate::sources::generate::write_sensor_ndjson;
+use crate::sources::generate::{NdjsonStats, write_sensor_ndjson};
 
 /// Arguments of `weir generate`.
 #[derive(Debug, clap::Args)]
@@ -25,6 +25,9 @@ pub struct GenerateArgs {
     /// Output file (default: stdout).
     #[arg(long, short)]
     pub output: Option<PathBuf>,
+    /// Lines per second (default: as fast as possible), for a live-looking stream.
+    #[arg(long)]
+    pub rate: Option<u64>,
 }
 
 /// What `weir generate` writes.
@@ -34,6 +37,36 @@ pub enum GenerateWhat {
     Sensors,
 }
 
+/// Writes `args.rows` lines to `w`, paced to `args.rate` lines per second when given (in
+/// 20 slices a second, each from its own seed).
+fn write(w: &mut impl std::io::Write, args: &GenerateArgs) -> std::io::Result<NdjsonStats> {
+    let Some(rate) = args.rate.filter(|r| *r > 0) else {
+        let stats = write_sensor_ndjson(w, args.rows, args.seed, args.garbage_per_mille)?;
+        w.flush()?;
+        return Ok(stats);
+    };
+    let slice = (rate / 20).max(1);
+    let started = std::time::Instant::now();
+    let mut total = NdjsonStats::default();
+    let (mut written, mut n) = (0, 0);
+    while written < args.rows {
+        let lines = slice.min(args.rows - written);
+        let stats =
+            write_sensor_ndjson(w, lines, args.seed.wrapping_add(n), args.garbage_per_mille)?;
+        w.flush()?;
+        total.lines += stats.lines;
+        total.garbage += stats.garbage;
+        total.bytes += stats.bytes;
+        written += lines;
+        n += 1;
+        let due = std::time::Duration::from_secs_f64(written as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+    Ok(total)
+}
+
 pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
     let GenerateWhat::Sensors = args.kind;
     let stats = match &args.output {
@@ -41,18 +74,11 @@ pub(crate) fn run(args: &GenerateArgs) -> anyhow::Result<()> {
             let file = std::fs::File::create(path)
                 .with_context(|| format!("creating {}", path.display()))?;
             let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-            let stats = write_sensor_ndjson(&mut w, args.rows, args.seed, args.garbage_per_mille)
-                .with_context(|| format!("writing {}", path.display()))?;
-            w.flush()
-                .with_context(|| format!("writing {}", path.display()))?;
-            stats
+            write(&mut w, args).with_context(|| format!("writing {}", path.display()))?
         }
         None => {
             let mut w = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout().lock());
-            let stats = write_sensor_ndjson(&mut w, args.rows, args.seed, args.garbage_per_mille)
-                .context("writing to stdout")?;
-            w.flush().context("writing to stdout")?;
-            stats
+            write(&mut w, args).context("writing to stdout")?
         }
     };
     eprintln!(
