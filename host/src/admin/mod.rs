@@ -1,1 +1,19 @@
-//! The admin HTTP API and the watched policy directory.
+//! The admin HTTP API and the watched policy directory: the two ways a new policy version
+//! reaches the registry ([`crate::policy::PolicyControl`]) from outside. See `docs/admin.md`.
+//!
+//! * [`serve`]: `GET /healthz`, `GET /v1/policies`, `PUT /v1/policies/{name}` (bearer token,
+//!   size cap), over HTTP or HTTPS (rustls).
+//! * [`watch`]: bundles dropped into a directory move to `accepted/` or `refused/`.
+
+mod admin_server;
+mod bearer_token;
+mod error;
+mod error_body;
+mod routes;
+mod server_tls;
+#[cfg(test)]
+mod test_support;
+
+pub use admin_server::{AdminServer, serve};
+pub use error::AdminError;
+pub use error_body::{ErrorBody, ErrorDetail};
