@@ -9,6 +9,7 @@ mod admin_server;
 mod bearer_token;
 mod error;
 mod error_body;
+mod policy_watcher;
 mod routes;
 mod server_tls;
 #[cfg(test)]
@@ -17,3 +18,4 @@ mod test_support;
 pub use admin_server::{AdminServer, serve};
 pub use error::AdminError;
 pub use error_body::{ErrorBody, ErrorDetail};
+pub use policy_watcher::{PolicyWatcher, watch};
