@@ -235,14 +235,12 @@ impl<'a> Bundle<'a> {
     /// signs twice.
     pub fn encode(&self, caps: &BundleCaps) -> Result<Vec<u8>, Refusal> {
         let field = |len: usize, what: &str| {
-            u32::try_from(len)
-                .map_err(|_| too_large(format!("{what} is {len} bytes, over 4 GiB")))
+            u32::try_from(len).map_err(|_| too_large(format!("{what} is {len} bytes, over 4 GiB")))
         };
         let manifest_len = field(self.manifest.len(), "manifest")?;
         let module_len = field(self.module.len(), "module")?;
-        let count = u16::try_from(self.signatures.len()).map_err(|_| {
-            too_large(format!("{} signatures", self.signatures.len()))
-        })?;
+        let count = u16::try_from(self.signatures.len())
+            .map_err(|_| too_large(format!("{} signatures", self.signatures.len())))?;
         let mut out = Vec::with_capacity(
             HEADER_LEN
                 + self.manifest.len()
@@ -348,7 +346,9 @@ mod tests {
     }
 
     fn code(bytes: &[u8]) -> RefusalCode {
-        Bundle::parse(bytes, &BundleCaps::default()).unwrap_err().code
+        Bundle::parse(bytes, &BundleCaps::default())
+            .unwrap_err()
+            .code
     }
 
     #[test]
@@ -386,7 +386,11 @@ mod tests {
         long.push(0);
         let refusal = Bundle::parse(&long, &BundleCaps::default()).unwrap_err();
         assert_eq!(refusal.code, RefusalCode::Malformed);
-        assert!(refusal.reason.contains("1 trailing bytes"), "{}", refusal.reason);
+        assert!(
+            refusal.reason.contains("1 trailing bytes"),
+            "{}",
+            refusal.reason
+        );
     }
 
     #[test]
@@ -398,7 +402,11 @@ mod tests {
         let mut bad = bytes.clone();
         bad[8] = 2;
         let refusal = Bundle::parse(&bad, &BundleCaps::default()).unwrap_err();
-        assert!(refusal.reason.contains("format version 2"), "{}", refusal.reason);
+        assert!(
+            refusal.reason.contains("format version 2"),
+            "{}",
+            refusal.reason
+        );
         for at in [10, 11, 18, 19] {
             let mut bad = bytes.clone();
             bad[at] = 1;
@@ -411,10 +419,18 @@ mod tests {
 
     #[test]
     fn duplicate_key_ids_are_malformed() {
-        let bundle = Bundle::new(b"{}".as_slice(), vec![record(3), record(3)], b"m".as_slice());
+        let bundle = Bundle::new(
+            b"{}".as_slice(),
+            vec![record(3), record(3)],
+            b"m".as_slice(),
+        );
         let refusal = bundle.encode(&BundleCaps::default()).unwrap_err();
         assert_eq!(refusal.code, RefusalCode::Malformed);
-        assert!(refusal.reason.contains("03030303 signs twice"), "{}", refusal.reason);
+        assert!(
+            refusal.reason.contains("03030303 signs twice"),
+            "{}",
+            refusal.reason
+        );
         assert_eq!(
             Bundle::new(b"{}".as_slice(), vec![], b"m".as_slice())
                 .encode(&BundleCaps::default())
@@ -431,7 +447,11 @@ mod tests {
         header[20..24].copy_from_slice(&(1u32 << 30).to_le_bytes());
         let refusal = Bundle::parse(&header, &BundleCaps::default()).unwrap_err();
         assert_eq!(refusal.code, RefusalCode::TooLarge);
-        assert!(refusal.reason.contains("module is 1073741824 bytes"), "{}", refusal.reason);
+        assert!(
+            refusal.reason.contains("module is 1073741824 bytes"),
+            "{}",
+            refusal.reason
+        );
         let mut header = sample()[..HEADER_LEN].to_vec();
         header[12..16].copy_from_slice(&(64 * 1024 + 1u32).to_le_bytes());
         assert_eq!(code(&header), RefusalCode::TooLarge);

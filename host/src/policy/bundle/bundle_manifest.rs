@@ -115,7 +115,10 @@ impl BundleManifest {
         if self.format != BUNDLE_MANIFEST_FORMAT {
             return invalid(
                 "format",
-                format!("unknown format {} (expected {BUNDLE_MANIFEST_FORMAT})", self.format),
+                format!(
+                    "unknown format {} (expected {BUNDLE_MANIFEST_FORMAT})",
+                    self.format
+                ),
             );
         }
         if let Err(reason) = check_policy_name(&self.name) {
@@ -146,7 +149,10 @@ impl BundleManifest {
             .validate()
             .map_err(|source| BundleManifestError::Policy { source })?;
         for (field, value) in [
-            ("limits.batch_time_limit_ms", self.limits.batch_time_limit_ms),
+            (
+                "limits.batch_time_limit_ms",
+                self.limits.batch_time_limit_ms,
+            ),
             ("limits.memory_max_bytes", self.limits.memory_max_bytes),
         ] {
             if value == Some(0) {
@@ -304,7 +310,9 @@ mod tests {
             ("module.sha256", |m| m.module.sha256 = "ab".into()),
             ("policy.name", |m| m.policy.name = "other".into()),
             ("policy", |m| m.policy.kind = PolicyKind::Transform),
-            ("limits.memory_max_bytes", |m| m.limits.memory_max_bytes = Some(0)),
+            ("limits.memory_max_bytes", |m| {
+                m.limits.memory_max_bytes = Some(0)
+            }),
             ("created_at", |m| m.created_at = "yesterday".into()),
             ("expires_at", |m| m.expires_at = Some("2025-01-02".into())),
         ];

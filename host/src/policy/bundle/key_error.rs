@@ -68,7 +68,9 @@ pub enum KeyError {
     #[error("generating an Ed25519 key failed (no system randomness)")]
     Generate,
     /// A key name that cannot be a file name.
-    #[error("key name {name:?} must be 1..=64 characters of A-Z, a-z, 0-9, `.`, `_`, `-`, not starting with `.`")]
+    #[error(
+        "key name {name:?} must be 1..=64 characters of A-Z, a-z, 0-9, `.`, `_`, `-`, not starting with `.`"
+    )]
     BadName {
         /// The name.
         name: String,

@@ -63,13 +63,12 @@ impl SigningKey {
     /// # Errors
     /// [`KeyError::BadPrivateKey`].
     pub fn from_pkcs8(der: &[u8], path: &Path) -> Result<Self, KeyError> {
-        let pair =
-            Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| {
-                KeyError::BadPrivateKey {
-                    path: path.to_owned(),
-                    reason: e.to_string(),
-                }
-            })?;
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| {
+            KeyError::BadPrivateKey {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            }
+        })?;
         Ok(Self {
             pair,
             pkcs8: der.to_vec(),
@@ -257,14 +256,23 @@ mod tests {
         assert_eq!(loaded.public_key(), key.public_key());
         assert_eq!(PublicKey::load(&pub_path).unwrap(), key.public_key());
         let key_der = pem::parse(std::fs::read(&key_path).unwrap()).unwrap();
-        assert_eq!(key_der.contents().len(), 48, "PKCS#8 v1, as OpenSSL writes it");
+        assert_eq!(
+            key_der.contents().len(),
+            48,
+            "PKCS#8 v1, as OpenSSL writes it"
+        );
         assert_eq!(&key_der.contents()[..16], &PKCS8_V1_PREFIX);
         let pub_der = pem::parse(std::fs::read(&pub_path).unwrap()).unwrap();
         assert_eq!(pub_der.contents().len(), 44);
-        assert_eq!(&pub_der.contents()[..12], &super::super::ED25519_SPKI_PREFIX);
+        assert_eq!(
+            &pub_der.contents()[..12],
+            &super::super::ED25519_SPKI_PREFIX
+        );
 
         let other = SigningKey::generate().unwrap();
-        let err = other.write_pair(&dir.path().join("keys"), "ops").unwrap_err();
+        let err = other
+            .write_pair(&dir.path().join("keys"), "ops")
+            .unwrap_err();
         assert!(matches!(err, KeyError::Exists { .. }), "{err}");
         assert_eq!(SigningKey::load(&key_path).unwrap().key_id(), key.key_id());
         assert!(matches!(
@@ -294,7 +302,10 @@ mod tests {
             .with_ansi(false)
             .finish();
         let loaded = tracing::subscriber::with_default(subscriber, || SigningKey::load(&path));
-        assert_eq!(hex::encode(loaded.unwrap().public_key().bytes()), OPENSSL_PUB_HEX);
+        assert_eq!(
+            hex::encode(loaded.unwrap().public_key().bytes()),
+            OPENSSL_PUB_HEX
+        );
         let logs = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
         assert!(logs.contains("WARN"), "{logs}");
         assert!(logs.contains("mode=644"), "{logs}");
@@ -323,8 +334,12 @@ mod tests {
         assert!(matches!(err, KeyError::WrongLabel { .. }));
         assert!(err.to_string().contains("pub-as-private.key"), "{err}");
         let path = dir.path().join("junk.key");
-        write_new(&path, pem::encode(&pem::Pem::new("PRIVATE KEY", vec![1, 2])).as_bytes(), 0o600)
-            .unwrap();
+        write_new(
+            &path,
+            pem::encode(&pem::Pem::new("PRIVATE KEY", vec![1, 2])).as_bytes(),
+            0o600,
+        )
+        .unwrap();
         let err = SigningKey::load(&path).unwrap_err();
         assert!(matches!(err, KeyError::BadPrivateKey { .. }), "{err}");
         assert!(err.to_string().contains("junk.key"), "{err}");
@@ -332,7 +347,10 @@ mod tests {
 
     #[test]
     fn openssl_can_read_the_public_key_when_installed() {
-        let Ok(status) = std::process::Command::new("openssl").arg("version").output() else {
+        let Ok(status) = std::process::Command::new("openssl")
+            .arg("version")
+            .output()
+        else {
             return;
         };
         if !status.status.success() {
@@ -346,13 +364,21 @@ mod tests {
             .arg(&pub_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("ED25519"));
         let out = std::process::Command::new("openssl")
             .args(["pkey", "-noout", "-in"])
             .arg(&key_path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
