@@ -13,7 +13,7 @@ mod policy_watcher;
 mod routes;
 mod server_tls;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use admin_server::{AdminServer, serve};
 pub use error::AdminError;

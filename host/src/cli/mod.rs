@@ -1,8 +1,11 @@
 //! The `weir` command line: argument parsing and one module per subcommand.
 
+mod admin_client;
 mod eval;
 mod generate;
 mod inspect;
+mod policies;
+mod push;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -10,6 +13,8 @@ use clap::{Parser, Subcommand};
 pub use eval::EvalArgs;
 pub use generate::{GenerateArgs, GenerateWhat};
 pub use inspect::InspectArgs;
+pub use policies::PoliciesArgs;
+pub use push::PushArgs;
 pub use run::{CheckArgs, QuickArgs, QuickFormat, QuickStdout, RunArgs};
 
 /// Weir: a WebAssembly edge preprocessing runtime.
@@ -50,6 +55,10 @@ pub enum Command {
     Check(CheckArgs),
     /// Write realistic test input (sensor NDJSON with outliers and some garbage lines).
     Generate(GenerateArgs),
+    /// Upload a signed bundle to a running host's admin API; prints the promotion's timings.
+    Push(PushArgs),
+    /// List the policies a running host runs (versions, signers, counters).
+    Policies(PoliciesArgs),
 }
 
 impl Cli {
@@ -65,6 +74,8 @@ impl Cli {
             Command::Run(args) => run::run(&args),
             Command::Check(args) => run::check(&args),
             Command::Generate(args) => generate::run(&args),
+            Command::Push(args) => push::run(&args),
+            Command::Policies(args) => policies::run(&args),
         }
     }
 

@@ -1,0 +1,76 @@
+//! `weir policies`: what a running host's policies are (versions, signers, counters).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use comfy_table::{CellAlignment, Table};
+
+use super::admin_client::AdminClient;
+use crate::policy::PolicyStatus;
+
+/// Arguments of `weir policies`.
+#[derive(Debug, clap::Args)]
+pub struct PoliciesArgs {
+    /// The admin API, e.g. `http://127.0.0.1:7878` or `https://gateway:7878`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// A PEM file of CAs to trust for HTTPS (e.g. a self-signed admin certificate); default: the
+    /// system's CA bundle.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub(crate) fn run(args: &PoliciesArgs) -> anyhow::Result<()> {
+    let client = AdminClient::new(&args.to, args.ca_cert.as_deref(), Duration::from_secs(30))?;
+    let (policies, raw) = client.policies()?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&raw)?);
+    } else if policies.is_empty() {
+        println!("no policies run at {}", client.base());
+    } else {
+        println!("{}", table(&policies));
+    }
+    Ok(())
+}
+
+/// One row per policy.
+fn table(policies: &[PolicyStatus]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header([
+        "name",
+        "version",
+        "sha256",
+        "signers",
+        "activated",
+        "positions",
+        "rows in",
+        "rows out",
+        "errors",
+        "swaps",
+    ]);
+    for p in policies {
+        let positions: Vec<String> = p.positions.iter().map(ToString::to_string).collect();
+        table.add_row([
+            p.name.clone(),
+            p.version.to_string(),
+            p.sha256.get(..16).unwrap_or(&p.sha256).to_owned(),
+            p.signers.join(", "),
+            p.activated_at.clone(),
+            positions.join(", "),
+            p.rows_in.to_string(),
+            p.rows_out.to_string(),
+            p.errors.to_string(),
+            p.swaps.to_string(),
+        ]);
+    }
+    for column in [1, 6, 7, 8, 9] {
+        if let Some(c) = table.column_mut(column) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    table
+}
