@@ -4,18 +4,24 @@ mod admin_client;
 mod eval;
 mod generate;
 mod inspect;
+mod keygen;
 mod policies;
 mod push;
 mod run;
+mod sign;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
 pub use eval::EvalArgs;
 pub use generate::{GenerateArgs, GenerateWhat};
 pub use inspect::InspectArgs;
+pub use keygen::KeygenArgs;
 pub use policies::PoliciesArgs;
 pub use push::PushArgs;
 pub use run::{CheckArgs, QuickArgs, QuickFormat, QuickStdout, RunArgs};
+pub use sign::SignArgs;
+pub use verify::VerifyArgs;
 
 /// Weir: a WebAssembly edge preprocessing runtime.
 #[derive(Debug, Parser)]
@@ -55,6 +61,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Write realistic test input (sensor NDJSON with outliers and some garbage lines).
     Generate(GenerateArgs),
+    /// Make an Ed25519 signing key pair (NAME.key, NAME.pub) for policy bundles.
+    Keygen(KeygenArgs),
+    /// Sign a policy module into a bundle (`.wpol`) with one or more keys.
+    Sign(SignArgs),
+    /// Verify a bundle against trusted keys (and rollback state), as a host would.
+    Verify(VerifyArgs),
     /// Upload a signed bundle to a running host's admin API; prints the promotion's timings.
     Push(PushArgs),
     /// List the policies a running host runs (versions, signers, counters).
@@ -74,6 +86,9 @@ impl Cli {
             Command::Run(args) => run::run(&args),
             Command::Check(args) => run::check(&args),
             Command::Generate(args) => generate::run(&args),
+            Command::Keygen(args) => keygen::run(&args),
+            Command::Sign(args) => sign::run(&args),
+            Command::Verify(args) => verify::run(&args),
             Command::Push(args) => push::run(&args),
             Command::Policies(args) => policies::run(&args),
         }
