@@ -127,3 +127,43 @@ impl PolicyControl for FakeControl {
         self.timeout
     }
 }
+
+/// A loopback admin API over a [`FakeControl`], for client tests.
+pub(crate) struct TestServer {
+    pub(crate) server: crate::admin::AdminServer,
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
+    /// Holds `admin.token` (the token `secret-token`).
+    pub(crate) dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Serves `control` on 127.0.0.1 (any port) with the token `secret-token`.
+    pub(crate) async fn start(control: Arc<FakeControl>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), "secret-token\n").unwrap();
+        let config = crate::config::AdminConfig {
+            listen: "127.0.0.1:0".into(),
+            token_file: Some(dir.path().join("admin.token")),
+            ..crate::config::AdminConfig::default()
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let server = crate::admin::serve(
+            &config,
+            std::path::Path::to_path_buf,
+            control,
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        Self {
+            server,
+            shutdown,
+            dir,
+        }
+    }
+
+    /// The token file.
+    pub(crate) fn token_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("admin.token")
+    }
+}

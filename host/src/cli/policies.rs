@@ -74,3 +74,53 @@ fn table(policies: &[PolicyStatus]) -> Table {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::test_support::{FakeControl, TestServer, statuses};
+
+    #[test]
+    fn admin_policies_table_shows_every_column() {
+        let text = table(&statuses()).to_string();
+        for want in [
+            "name",
+            "rows in",
+            "swaps",
+            "clamp",
+            "abababababababab",
+            "release",
+            "2025-01-02T03:04:05Z",
+            "0, 2",
+            "1000",
+            "990",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+        assert!(
+            !text.contains(&"ab".repeat(9)),
+            "the sha256 is cut to 16 digits:\n{text}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn admin_policies_lists_a_running_host() {
+        let server = TestServer::start(FakeControl::accepting()).await;
+        let url = server.server.url();
+        tokio::task::spawn_blocking(move || {
+            for json in [false, true] {
+                let args = PoliciesArgs {
+                    to: url.clone(),
+                    ca_cert: None,
+                    json,
+                };
+                run(&args).unwrap();
+            }
+            let client = AdminClient::new(&url, None, Duration::from_secs(5)).unwrap();
+            assert_eq!(client.policies().unwrap().0, statuses());
+        })
+        .await
+        .unwrap();
+        server.shutdown.cancel();
+    }
+}

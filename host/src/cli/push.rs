@@ -113,3 +113,189 @@ fn describe(a: &Activation, round_trip: Duration) -> String {
         round_trip.as_secs_f64() * 1e3,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::admin::test_support::{FakeControl, TestServer, activation};
+    use crate::cli::{Cli, Command};
+    use crate::policy::bundle::SignatureRecord;
+    use crate::policy::{Refusal, RefusalCode};
+
+    /// A container with a manifest naming `name` (not a verifiable bundle: the fake registry
+    /// does not look).
+    fn bundle_bytes(name: &str) -> Vec<u8> {
+        let manifest = serde_json::json!({"format": 1, "name": name, "version": 3});
+        let signature = SignatureRecord {
+            key_id: [1; 32],
+            signature: [2; 64],
+        };
+        Bundle::new(
+            serde_json::to_vec(&manifest).unwrap(),
+            vec![signature],
+            b"\0asm\x01\0\0\0".to_vec(),
+        )
+        .encode(&BundleCaps::default())
+        .unwrap()
+    }
+
+    fn args(server: &TestServer, bundle: &Path) -> PushArgs {
+        PushArgs {
+            to: server.server.url(),
+            token_file: server.token_file(),
+            ca_cert: None,
+            name: None,
+            timeout: Duration::from_secs(10),
+            bundle: bundle.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn admin_push_reads_the_name_from_the_bundle() {
+        let path = Path::new("clamp.wpol");
+        assert_eq!(bundle_name(&bundle_bytes("clamp"), path).unwrap(), "clamp");
+        let e = bundle_name(b"not a bundle at all, but long enough", path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("clamp.wpol (malformed)"), "{e}");
+    }
+
+    #[test]
+    fn admin_push_describes_the_activation() {
+        let text = describe(&activation(), Duration::from_micros(31_250));
+        assert_eq!(
+            text,
+            "activated clamp version 7 (was 6) sha256 abababababababab signed by release, ops\n  \
+             verify 1.5 ms, compile 20.2 ms, canary 3.0 ms (3 batches), activate 0.5 ms, \
+             total 25.2 ms; round trip 31.2 ms"
+        );
+        let mut first = activation();
+        first.previous_version = None;
+        assert!(describe(&first, Duration::ZERO).contains("version 7 (first version)"));
+    }
+
+    #[test]
+    fn admin_push_and_policies_are_subcommands() {
+        let cli = Cli::try_parse_from([
+            "weir",
+            "push",
+            "--to",
+            "http://127.0.0.1:7878",
+            "--token-file",
+            "t",
+            "--name",
+            "clamp",
+            "b.wpol",
+        ])
+        .unwrap();
+        let Command::Push(a) = cli.command else {
+            panic!("not push")
+        };
+        assert_eq!(a.name.as_deref(), Some("clamp"));
+        assert_eq!(a.timeout, Duration::from_secs(120));
+        let cli =
+            Cli::try_parse_from(["weir", "policies", "--to", "http://h:1", "--json"]).unwrap();
+        assert!(matches!(cli.command, Command::Policies(ref p) if p.json));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn admin_push_uploads_and_reports_refusals() {
+        let control = FakeControl::accepting();
+        let server = TestServer::start(Arc::clone(&control)).await;
+        let bundle = server.dir.path().join("clamp.wpol");
+        std::fs::write(&bundle, bundle_bytes("clamp")).unwrap();
+        let a = args(&server, &bundle);
+        let fake = Arc::clone(&control);
+        tokio::task::spawn_blocking(move || {
+            run(&a).unwrap();
+            let subs = fake.submissions();
+            assert_eq!(subs.len(), 1);
+            assert_eq!(subs[0].expected_name.as_deref(), Some("clamp"));
+            assert_eq!(subs[0].bytes, bundle_bytes("clamp"));
+
+            // --name overrides the bundle's name (the host then checks they agree).
+            let renamed = PushArgs {
+                name: Some("other".into()),
+                ..clone_args(&a)
+            };
+            run(&renamed).unwrap();
+            assert_eq!(
+                fake.submissions()[1].expected_name.as_deref(),
+                Some("other")
+            );
+
+            fake.answer(Err(Refusal::new(
+                RefusalCode::Downgrade,
+                "upload of clamp",
+                "version 3 is not above 7",
+            )));
+            let e = format!("{:#}", run(&a).unwrap_err());
+            assert!(
+                e.contains("(downgrade, HTTP 409): version 3 is not above 7"),
+                "{e}"
+            );
+
+            // A wrong token: refused before the registry sees it.
+            std::fs::write(&a.token_file, "guess\n").unwrap();
+            let e = format!("{:#}", run(&a).unwrap_err());
+            assert!(
+                e.contains("unauthorized") && e.contains("wrong token"),
+                "{e}"
+            );
+            assert_eq!(fake.submissions().len(), 3);
+
+            let bad = PushArgs {
+                name: Some("Bad/Name".into()),
+                ..clone_args(&a)
+            };
+            let e = run(&bad).unwrap_err().to_string();
+            assert!(e.contains("Bad/Name"), "{e}");
+        })
+        .await
+        .unwrap();
+        server.shutdown.cancel();
+    }
+
+    fn clone_args(a: &PushArgs) -> PushArgs {
+        PushArgs {
+            to: a.to.clone(),
+            token_file: a.token_file.clone(),
+            ca_cert: a.ca_cert.clone(),
+            name: a.name.clone(),
+            timeout: a.timeout,
+            bundle: a.bundle.clone(),
+        }
+    }
+
+    #[test]
+    fn admin_push_connection_errors_name_the_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("clamp.wpol");
+        std::fs::write(&bundle, bundle_bytes("clamp")).unwrap();
+        let token = dir.path().join("t");
+        std::fs::write(&token, "x").unwrap();
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let a = PushArgs {
+            to: format!("http://127.0.0.1:{port}"),
+            token_file: token,
+            ca_cert: None,
+            name: None,
+            timeout: Duration::from_secs(5),
+            bundle,
+        };
+        let e = format!("{:#}", run(&a).unwrap_err());
+        assert!(
+            e.contains(&format!("http://127.0.0.1:{port}/v1/policies/clamp")),
+            "{e}"
+        );
+    }
+}
