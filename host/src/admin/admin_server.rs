@@ -179,12 +179,16 @@ mod tests {
     }
 
     async fn start_with(control: Arc<FakeControl>, with_token: bool) -> Fixture {
+        start_capped(control, with_token, 1024).await
+    }
+
+    async fn start_capped(control: Arc<FakeControl>, with_token: bool, cap: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("admin.token"), format!("{TOKEN}\n")).unwrap();
         let config = AdminConfig {
             listen: "127.0.0.1:0".into(),
             token_file: with_token.then(|| PathBuf::from("admin.token")),
-            max_upload: ByteSize(1024),
+            max_upload: ByteSize(cap),
             ..AdminConfig::default()
         };
         let shutdown = CancellationToken::new();
@@ -382,6 +386,17 @@ mod tests {
         assert_eq!(error_code(&body), "too_large");
         assert!(f.control.submissions().is_empty());
         assert_eq!(f.control.counted(), vec![RefusalCode::TooLarge]);
+    }
+
+    #[tokio::test]
+    async fn admin_put_takes_bundles_over_axums_default_body_limit() {
+        // axum's own default limit (2 MB) must not apply: max_upload decides.
+        let f = start_capped(FakeControl::accepting(), true, 4 << 20).await;
+        let (k, v) = bearer();
+        let body = vec![0x5a; 3 << 20];
+        let (status, body_json) = put(&f, "clamp", &[(k, &v)], &body).await;
+        assert_eq!(status, 200, "{body_json}");
+        assert_eq!(f.control.submissions()[0].bytes.len(), 3 << 20);
     }
 
     #[tokio::test]
