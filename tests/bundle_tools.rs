@@ -39,13 +39,7 @@ pub fn weir_ok(args: &[&str]) -> String {
 /// `weir keygen --name NAME --out-dir DIR`: returns (private key, public key).
 #[must_use]
 pub fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let _ = weir_ok(&[
-        "keygen",
-        "--name",
-        name,
-        "--out-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let _ = weir_ok(&["keygen", "--name", name, "--out-dir", dir.to_str().unwrap()]);
     (
         dir.join(format!("{name}.key")),
         dir.join(format!("{name}.pub")),
@@ -221,7 +215,9 @@ impl Admin {
     /// Modules compiled so far, from `/healthz`.
     #[must_use]
     pub fn compilations(&self) -> u64 {
-        self.get("/healthz")["compilations"].as_u64().expect("compilations")
+        self.get("/healthz")["compilations"]
+            .as_u64()
+            .expect("compilations")
     }
 }
 

@@ -12,7 +12,8 @@ use arrow_array::RecordBatch;
 use arrow_cast::pretty::pretty_format_batches;
 
 use crate::engine::{Engine, Limits};
-use crate::policy::{FailMode, PolicyChain, PolicyRunner};
+use crate::policy::bundle::{BundleCaps, verify_bundle};
+use crate::policy::{FailMode, PolicyChain, PolicyModule, PolicyRunner};
 use crate::sources::generate::{flow_batch, sensor_batch};
 
 /// Generated data sets for `--generate`.
@@ -27,9 +28,13 @@ pub enum Generated {
 /// Arguments of `weir eval`.
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// A policy module; repeat for a chain, applied in order.
+    /// A signed policy bundle (`.wpol`); repeat for a chain, applied in order.
     #[arg(long = "policy", required = true)]
     pub policies: Vec<PathBuf>,
+    /// A public key (`.pub`) trusted to sign the policies, or a TOML file with a `[trust]`
+    /// table; repeat for several.
+    #[arg(long = "trust", required = true)]
+    pub trust: Vec<PathBuf>,
     /// Parameters (JSON) for the policies, in the same order as `--policy`; missing ones are `{}`.
     #[arg(long = "params")]
     pub params: Vec<String>,
@@ -77,9 +82,17 @@ pub(crate) fn run(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     let engine = Engine::new(Limits::default()).context("starting the WebAssembly engine")?;
+    let trust = super::verify::load_trust(&args.trust)?;
+    let caps = BundleCaps {
+        max_module_bytes: engine.limits().max_module_bytes,
+        ..BundleCaps::default()
+    };
     let mut chain = PolicyChain::new();
     for (i, path) in args.policies.iter().enumerate() {
-        let module = Arc::new(super::inspect::load(&engine, path)?);
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let label = path.display().to_string();
+        let verified = verify_bundle(&bytes, &label, &trust, &caps, std::time::SystemTime::now())?;
+        let module = Arc::new(PolicyModule::compile(&engine, &label, verified.module())?);
         let params = args.params.get(i).cloned().unwrap_or_default().into_bytes();
         let runner = PolicyRunner::new(module, params)
             .with_context(|| format!("starting policy {}", path.display()))?;

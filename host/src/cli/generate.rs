@@ -1,6 +1,5 @@
 //! `weir generate`: write realistic test input, for demos, benchmarks and trying a config.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context as _;

@@ -294,10 +294,11 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
             tracing::debug!("{line}");
         }
     }
-    let pipeline = plan.open()?;
+    let mut pipeline = plan.open()?;
     let total = pipeline.total_bytes();
     let progress = Progress::default();
     let summary = runtime.block_on(async {
+        pipeline.start_admin().await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(watch_signals(shutdown.clone()));
         let bar = progress_bar(total, args.no_progress);
@@ -317,8 +318,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        summary
-    });
+        anyhow::Ok(summary)
+    })?;
     // Worker threads blocked on stdin cannot be joined; don't wait for them.
     runtime.shutdown_timeout(Duration::from_millis(100));
     eprint!("{summary}");

@@ -138,7 +138,7 @@ pub(crate) fn print_manifest(m: &BundleManifest) {
 
 /// One trust store from `.pub` files and `[trust]` tables. Relative paths in a TOML file are
 /// relative to that file; thresholds combine by taking the highest.
-fn load_trust(paths: &[PathBuf]) -> anyhow::Result<TrustStore> {
+pub(crate) fn load_trust(paths: &[PathBuf]) -> anyhow::Result<TrustStore> {
     let mut merged = TrustConfig::default();
     for path in paths {
         if path.extension().is_some_and(|e| e == "pub") {

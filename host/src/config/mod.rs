@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 pub use admin_config::{AdminConfig, TlsConfig};
 pub use columns::{parse_column, parse_columns};
-pub use trust_config::{TrustConfig, TrustKeyConfig};
 pub use policy_config::PolicyConfig;
 pub use sink_config::{
     ArrowIpcSinkConfig, DeadLetterConfig, IpcFormat, ParquetSinkConfig, SinkConfig, StdoutFormat,
@@ -27,6 +26,7 @@ pub use source_config::{
     CsvOptions, FileFormat, FileSourceConfig, GenerateKind, GenerateSourceConfig, SchemaConfig,
     SourceConfig, StdinSourceConfig, UdpSourceConfig, resolve,
 };
+pub use trust_config::{TrustConfig, TrustKeyConfig};
 pub use units::{ByteSize, HumanDuration};
 
 use crate::engine::Limits;

@@ -10,40 +10,32 @@ pub enum PipelineError {
         #[source]
         source: crate::engine::EngineError,
     },
-    /// A policy module could not be read.
-    #[error("{origin}: policies[{index}].module: cannot read {path}: {source}")]
-    ReadModule {
+    /// The trust store could not be built.
+    #[error("{origin}: trust: {source}")]
+    Trust {
         /// The config file.
         origin: String,
-        /// The policy's position in the chain.
-        index: usize,
-        /// The module path.
-        path: std::path::PathBuf,
         /// The cause.
         #[source]
-        source: std::io::Error,
+        source: Box<crate::policy::bundle::TrustError>,
     },
-    /// A policy module was refused or failed to compile.
-    #[error("{origin}: policies[{index}].module: {source}")]
-    Load {
+    /// A policy bundle was refused, failed to compile or to start.
+    #[error("{origin}: {source}")]
+    Registry {
         /// The config file.
         origin: String,
-        /// The policy's position in the chain.
-        index: usize,
         /// The cause.
         #[source]
-        source: Box<crate::policy::LoadError>,
+        source: Box<crate::policy::registry::RegistryError>,
     },
-    /// A policy refused its parameters or failed to start.
-    #[error("{origin}: policies[{index}].params: {source}")]
-    Init {
+    /// The admin API or the policy directory watcher could not start.
+    #[error("{origin}: admin: {source}")]
+    Admin {
         /// The config file.
         origin: String,
-        /// The policy's position in the chain.
-        index: usize,
         /// The cause.
         #[source]
-        source: Box<crate::policy::PolicyError>,
+        source: Box<crate::admin::AdminError>,
     },
     /// A source could not open.
     #[error("{origin}: sources.{name}: {source}")]

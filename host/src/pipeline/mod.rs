@@ -19,6 +19,7 @@ mod record;
 mod sink_stage;
 mod summary;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Instant;
@@ -34,9 +35,12 @@ pub use error::PipelineError;
 pub use record::{Checkpoint, DeadRecords, Envelope, PolicyStamp, Rejected, SourceChunk};
 pub use summary::{PolicySummary, RunSummary, SourceSummary};
 
+use crate::admin::{AdminServer, PolicyWatcher};
 use crate::config::Config;
 use crate::engine::Engine;
-use crate::policy::{CompileCache, PolicyChain, PolicyRunner, compile_in_background_cached};
+use crate::policy::bundle::{BundleCaps, TrustStore};
+use crate::policy::registry::{ChainSpec, PolicyRegistry, RegistryOptions};
+use crate::policy::{CompileCache, PolicyChain, PolicyControl};
 use crate::sinks::{DeadLetterSink, Sink};
 use crate::sources::{SchemaOrigin, Source, SourceContext};
 
@@ -46,6 +50,7 @@ pub struct Plan {
     config: Config,
     sources: Vec<(String, Box<dyn Source>)>,
     chain: PolicyChain,
+    registry: Arc<PolicyRegistry>,
 }
 
 impl std::fmt::Debug for Plan {
@@ -78,42 +83,42 @@ impl Plan {
                 None
             }
         };
-        let mut tasks = Vec::with_capacity(config.policies.len());
-        for (index, policy) in config.policies.iter().enumerate() {
-            let path = config.resolve(policy.bundle.as_deref().unwrap_or(std::path::Path::new("")));
-            let bytes = std::fs::read(&path).map_err(|source| PipelineError::ReadModule {
-                origin: origin.clone(),
-                index,
-                path: path.clone(),
-                source,
-            })?;
-            let label = path.display().to_string();
-            tasks.push(compile_in_background_cached(
-                &engine,
-                &label,
-                bytes,
-                cache.clone(),
-            ));
+        let trust = match &config.trust {
+            Some(trust) => TrustStore::from_config(trust, |p| config.resolve(p)),
+            None => TrustStore::from_public_key_files(&[]),
         }
-        let mut chain = PolicyChain::new();
-        for (index, (task, policy)) in tasks.into_iter().zip(&config.policies).enumerate() {
-            let module = task.wait().map_err(|source| PipelineError::Load {
-                origin: origin.clone(),
-                index,
-                source: Box::new(source),
-            })?;
-            let params = match &policy.params {
-                Some(table) => serde_json::to_vec(table).expect("a TOML table is valid JSON"),
-                None => b"{}".to_vec(),
-            };
-            let runner =
-                PolicyRunner::new(module, params).map_err(|source| PipelineError::Init {
+        .map_err(|source| PipelineError::Trust {
+            origin: origin.clone(),
+            source: Box::new(source),
+        })?;
+        let specs: Vec<ChainSpec> = config
+            .policies
+            .iter()
+            .map(|policy| ChainSpec {
+                bundle: config.resolve(policy.bundle.as_deref().unwrap_or(Path::new(""))),
+                params: match &policy.params {
+                    Some(table) => serde_json::to_vec(table).expect("a TOML table is valid JSON"),
+                    None => b"{}".to_vec(),
+                },
+                fail_mode: policy.on_error,
+            })
+            .collect();
+        let options = RegistryOptions {
+            trust,
+            caps: BundleCaps {
+                max_module_bytes: engine.limits().max_module_bytes,
+                ..BundleCaps::default()
+            },
+            versions_dir: config.state_dir().join("policies"),
+            canary_batches: config.pipeline.canary_batches,
+        };
+        let (registry, chain) =
+            PolicyRegistry::load(&engine, cache, options, &specs).map_err(|source| {
+                PipelineError::Registry {
                     origin: origin.clone(),
-                    index,
                     source: Box::new(source),
-                })?;
-            chain.push(runner, policy.on_error);
-        }
+                }
+            })?;
         let mut sources = Vec::with_capacity(config.sources.len());
         for (name, source) in &config.sources {
             let opened = crate::sources::open(&config, name, source).map_err(|source| {
@@ -129,6 +134,7 @@ impl Plan {
             config,
             sources,
             chain,
+            registry,
         })
     }
 
@@ -210,6 +216,9 @@ impl Plan {
             plan: self,
             sinks,
             dead_letter,
+            admin: None,
+            watcher: None,
+            admin_stop: CancellationToken::new(),
         })
     }
 }
@@ -219,6 +228,9 @@ pub struct Pipeline {
     plan: Plan,
     sinks: Vec<(String, Box<dyn Sink>)>,
     dead_letter: DeadLetterSink,
+    admin: Option<AdminServer>,
+    watcher: Option<PolicyWatcher>,
+    admin_stop: CancellationToken,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -237,6 +249,57 @@ pub struct Progress {
 }
 
 impl Pipeline {
+    /// Starts the admin API and the watched policy directory when `[admin]` asks for them
+    /// (call it on the runtime that will run the pipeline). They serve until the pipeline has
+    /// finished. Returns the admin API's URL.
+    ///
+    /// # Errors
+    /// A [`PipelineError::Admin`] naming the cause (address in use, unreadable token file...).
+    pub async fn start_admin(&mut self) -> Result<Option<String>, PipelineError> {
+        let Some(admin) = self.plan.config.admin.clone() else {
+            return Ok(None);
+        };
+        let origin = self.plan.config.origin.clone();
+        let control: Arc<dyn PolicyControl> = self.plan.registry.clone();
+        let err = |source| PipelineError::Admin {
+            origin: origin.clone(),
+            source: Box::new(source),
+        };
+        if let Some(dir) = &admin.watch_dir {
+            let dir = self.plan.config.resolve(dir);
+            self.watcher = Some(
+                crate::admin::watch(
+                    &dir,
+                    admin.max_upload.0,
+                    Arc::clone(&control),
+                    self.admin_stop.clone(),
+                )
+                .map_err(err)?,
+            );
+        }
+        if admin.listen_addr().ok().flatten().is_none() {
+            return Ok(None);
+        }
+        let config = &self.plan.config;
+        let server = crate::admin::serve(
+            &admin,
+            |p| config.resolve(p),
+            control,
+            self.admin_stop.clone(),
+        )
+        .await
+        .map_err(err)?;
+        let url = server.url();
+        self.admin = Some(server);
+        Ok(Some(url))
+    }
+
+    /// The registry of the running policies.
+    #[must_use]
+    pub fn registry(&self) -> &Arc<PolicyRegistry> {
+        &self.plan.registry
+    }
+
     /// Total input bytes when known (see [`Plan::total_bytes`]).
     #[must_use]
     pub fn total_bytes(&self) -> Option<u64> {
@@ -257,11 +320,15 @@ impl Pipeline {
             plan,
             sinks,
             dead_letter,
+            admin,
+            watcher,
+            admin_stop,
         } = self;
         let Plan {
             config,
             sources,
             chain,
+            registry: _,
         } = plan;
         let depth = config.pipeline.queue_depth;
         let runtime = tokio::runtime::Handle::current();
@@ -441,6 +508,16 @@ impl Pipeline {
                     .collect()
             })
             .unwrap_or_default();
+        // The admin API and the watcher serve until the data has been written.
+        admin_stop.cancel();
+        if let Some(server) = admin
+            && let Err(e) = server.join().await
+        {
+            errors.push(format!("admin API: {e}"));
+        }
+        if let Some(watcher) = watcher {
+            let _ = tokio::task::spawn_blocking(move || watcher.join()).await;
+        }
         let mut summary = RunSummary {
             bytes_in: source_summaries.values().map(|s| s.report.bytes).sum(),
             sources: source_summaries,

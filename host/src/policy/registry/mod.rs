@@ -8,11 +8,13 @@
 //! running version in place.
 
 mod canary;
-// mod policy_registry; (enabled once policy::bundle lands)
+mod policy_registry;
 mod policy_slot;
-// mod registry_error;
+mod registry_error;
 mod schema_check;
 
 pub use canary::{CanaryError, CanaryPass};
+pub use policy_registry::{ChainSpec, PolicyRegistry, RegistryOptions};
 pub use policy_slot::{ActiveVersion, PolicySlot, SlotCounters, SlotPosition};
+pub use registry_error::RegistryError;
 pub use schema_check::check_compatible;

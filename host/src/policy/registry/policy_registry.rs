@@ -126,8 +126,7 @@ impl PolicyRegistry {
                 existing.positions.push(index);
                 continue;
             }
-            let chosen_one =
-                Self::choose(&versions, &options, verified, &spec.bundle, index, now)?;
+            let chosen_one = Self::choose(&versions, &options, verified, &spec.bundle, index, now)?;
             chosen.insert(
                 name,
                 Chosen {
@@ -155,7 +154,7 @@ impl PolicyRegistry {
                 index: c.positions[0],
                 source: Box::new(source),
             })?;
-            modules.insert(name.clone(), module);
+            modules.insert(name.clone(), with_signed_limits(module, &c.verified));
         }
         for c in chosen.values().filter(|c| c.record) {
             versions
@@ -235,6 +234,7 @@ impl PolicyRegistry {
         }
         let stored = versions
             .accepted_bundle(&name)
+            .map_err(|source| RegistryError::State { source })?
             .ok_or_else(|| RegistryError::Conflict {
                 index,
                 reason: format!(
@@ -369,6 +369,7 @@ impl PolicyRegistry {
             self.cache.clone(),
         );
         let module = task.wait().map_err(|e| load_refusal(&subject, e))?;
+        let module = with_signed_limits(module, &verified);
         let compiled_at = Instant::now();
 
         let pass = canary::run(slot, &module).map_err(|e| match e {
@@ -415,6 +416,23 @@ impl PolicyRegistry {
     }
 }
 
+/// The module under the tighter of the engine's limits and the ones its bundle was signed with.
+fn with_signed_limits(module: Arc<PolicyModule>, verified: &VerifiedBundle) -> Arc<PolicyModule> {
+    let limits = &verified.manifest().limits;
+    let deadline = limits.batch_time_limit_ms.map(Duration::from_millis);
+    let memory = limits
+        .memory_max_bytes
+        .map(|m| usize::try_from(m).unwrap_or(usize::MAX));
+    if deadline.is_none() && memory.is_none() {
+        return module;
+    }
+    match Arc::try_unwrap(module) {
+        Ok(module) => Arc::new(module.with_tighter_limits(deadline, memory)),
+        // Freshly compiled modules have no other owner; keep the engine's limits otherwise.
+        Err(module) => module,
+    }
+}
+
 /// A verified module wasmtime or the load checks refused.
 fn load_refusal(subject: &str, error: LoadError) -> Refusal {
     let code = match &error.kind {
@@ -422,9 +440,7 @@ fn load_refusal(subject: &str, error: LoadError) -> Refusal {
             RefusalCode::AbiMismatch
         }
         LoadErrorKind::TooLarge { .. } => RefusalCode::TooLarge,
-        LoadErrorKind::CompileTimeout { .. } | LoadErrorKind::CompilerGone => {
-            RefusalCode::Internal
-        }
+        LoadErrorKind::CompileTimeout { .. } | LoadErrorKind::CompilerGone => RefusalCode::Internal,
         _ => RefusalCode::Malformed,
     };
     Refusal::new(code, subject, error.kind.to_string())
@@ -475,8 +491,7 @@ impl PolicyControl for PolicyRegistry {
                     version: active.version,
                     sha256: active.sha256_hex.clone(),
                     signers: active.signers.clone(),
-                    activated_at: humantime::format_rfc3339_millis(active.activated_at)
-                        .to_string(),
+                    activated_at: humantime::format_rfc3339_millis(active.activated_at).to_string(),
                     positions: slot.positions().iter().map(|p| p.index).collect(),
                     rows_in: c.rows_in.load(Ordering::Relaxed),
                     rows_out: c.rows_out.load(Ordering::Relaxed),
