@@ -67,6 +67,23 @@ pub fn sign(keys: &[&Path], name: &str, version: u64, module: &Path, out: &Path)
     std::fs::read(out).expect("bundle written")
 }
 
+/// Signs the built policy `name` (`target/policies/NAME.wasm`) as version 1 with the key
+/// `DIR/keys/ops.key` (made on first use): returns (bundle, public key).
+#[must_use]
+pub fn sign_policy(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let keys = dir.join("keys");
+    let (key, public) = if keys.join("ops.key").is_file() {
+        (keys.join("ops.key"), keys.join("ops.pub"))
+    } else {
+        keygen(&keys, "ops")
+    };
+    let bundle = dir.join("bundles").join(format!("{name}.wpol"));
+    std::fs::create_dir_all(bundle.parent().unwrap()).expect("bundles dir");
+    let module = crate::policy_dir().join(format!("{name}.wasm"));
+    let _ = sign(&[&key], name, 1, &module, &bundle);
+    (bundle, public)
+}
+
 /// The `versioned` guest with `version` patched in.
 #[must_use]
 pub fn versioned_module(version: u64) -> Vec<u8> {
@@ -76,6 +93,11 @@ pub fn versioned_module(version: u64) -> Vec<u8> {
         .position(|w| w == VERSION_MARKER)
         .expect("the versioned guest carries its marker");
     let start = at + VERSION_MARKER.len();
+    assert_eq!(
+        bytes[start..start + 8],
+        [0xee; 8],
+        "the versioned guest keeps its version bytes in the module"
+    );
     bytes[start..start + 8].copy_from_slice(&version.to_le_bytes());
     bytes
 }
@@ -164,18 +186,19 @@ impl Admin {
             .into()
     }
 
-    /// Waits until `GET /healthz` answers.
-    pub fn wait_ready(&self, timeout: Duration) {
+    /// Waits until `GET /healthz` answers; false after `timeout`.
+    #[must_use]
+    pub fn wait_ready(&self, timeout: Duration) -> bool {
         let started = std::time::Instant::now();
         while started.elapsed() < timeout {
             if let Ok(r) = Self::agent().get(format!("{}/healthz", self.base)).call()
                 && r.status() == 200
             {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("the admin API at {} did not come up", self.base);
+        false
     }
 
     /// `GET path`: the JSON answer.

@@ -8,3 +8,4 @@ mod pipeline_formats;
 mod pipeline_lifecycle;
 mod policies;
 mod runtime;
+mod signing;

@@ -10,6 +10,7 @@ use arrow_array::{Array, RecordBatch};
 use hmac::{Hmac, Mac as _};
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
+use weir_tests::bundle_tools::sign_policy;
 use weir_tests::policy_dir;
 use weir_tests::weir_process::{
     Scratch, parquet_files, parquet_metadata, read_ipc_dir, read_parquet_dir, run_weir,
@@ -18,7 +19,9 @@ use weir_tests::weir_process::{
 const KEY: &str = "integration-secret";
 
 fn sensors_config(scratch: &Scratch, extra_sink: &str) -> std::path::PathBuf {
-    let p = policy_dir();
+    let (normalize, public) = sign_policy(scratch.path(), "sensor-normalize");
+    let (outliers, _) = sign_policy(scratch.path(), "drop-outliers");
+    let (redact, _) = sign_policy(scratch.path(), "redact");
     let columns: Vec<String> = weir_host::sources::generate::SENSOR_NDJSON_COLUMNS
         .iter()
         .map(|c| format!("{c:?}"))
@@ -37,13 +40,18 @@ path = "data/*.ndjson"
 [sources.sensors.schema]
 columns = [{columns}]
 
+[trust]
+[[trust.keys]]
+name = "ops"
+public_key = "{public}"
+
 [[policies]]
-module = "{normalize}"
+bundle = "{normalize}"
 [[policies]]
-module = "{outliers}"
+bundle = "{outliers}"
 params = {{ temperature = {{ min = -40.0, max = 60.0 }}, humidity = {{ min = 0.0, max = 100.0 }} }}
 [[policies]]
-module = "{redact}"
+bundle = "{redact}"
 params = {{ key = "{KEY}", columns = ["device_id"] }}
 
 [sinks.lake]
@@ -56,9 +64,10 @@ rotate_rows = 1500
 path = "dead"
 "#,
             columns = columns.join(", "),
-            normalize = p.join("sensor-normalize.wasm").display(),
-            outliers = p.join("drop-outliers.wasm").display(),
-            redact = p.join("redact.wasm").display(),
+            normalize = normalize.display(),
+            outliers = outliers.display(),
+            redact = redact.display(),
+            public = public.display(),
         ),
     )
 }

@@ -331,9 +331,14 @@ fn config_errors_name_the_file_the_key_and_the_problem() {
             "needs a declared schema",
         ),
         (
-            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[[policies]]\nmodule = \"missing.wasm\"\n",
-            "policies[0].module",
+            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[[policies]]\nbundle = \"missing.wpol\"\n",
+            "policies[0].bundle",
             "no such file",
+        ),
+        (
+            "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[[policies]]\nmodule = \"p.wasm\"\n",
+            "policies[0].module",
+            "unsigned modules are not run",
         ),
         (
             "[sources.a]\ntype = \"generate\"\nkind = \"flows\"\n[sinks.o]\ntype = \"stdout\"\n[pipeline]\nbatch_max_delay = \"soon\"\n",

@@ -85,6 +85,10 @@ pub(crate) fn run(args: &SignArgs) -> anyhow::Result<()> {
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.wpol", args.name)));
+    if let Some(parent) = output.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
     std::fs::write(&output, &bundle).with_context(|| format!("writing {}", output.display()))?;
     println!("bundle      {}", output.display());
     println!("policy      {} version {}", args.name, args.version);

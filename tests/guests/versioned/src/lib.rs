@@ -14,9 +14,11 @@ use weir_sdk::prelude::*;
 /// The marker the soak test searches for; the 8 bytes after it are the version.
 pub const VERSION_MARKER: &[u8; 16] = b"WEIR-SOAK-VER-->";
 
-/// Marker followed by the version (0 until patched).
+/// Marker followed by the version: 0xEE bytes until patched (read as 0). Not zeros: the
+/// toolchain drops trailing zero bytes of data segments (memory starts zeroed), and then there
+/// would be nothing to patch.
 #[used]
-static VERSION: [u8; 24] = *b"WEIR-SOAK-VER-->\0\0\0\0\0\0\0\0";
+static VERSION: [u8; 24] = *b"WEIR-SOAK-VER-->\xee\xee\xee\xee\xee\xee\xee\xee";
 
 fn version() -> u64 {
     // Read through a volatile pointer so the compiler cannot fold the zero into the code: the
@@ -25,6 +27,9 @@ fn version() -> u64 {
     for (i, b) in bytes.iter_mut().enumerate() {
         // SAFETY: `VERSION` is a static of 24 bytes and `16 + i` < 24.
         *b = unsafe { core::ptr::read_volatile(VERSION.as_ptr().add(16 + i)) };
+    }
+    if bytes == [0xee; 8] {
+        return 0;
     }
     u64::from_le_bytes(bytes)
 }

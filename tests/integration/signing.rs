@@ -1,0 +1,479 @@
+//! Signed bundles end to end, against the real `weir` binary and its admin API: every refusal
+//! code produced by a real attempt (none of which may reach compilation), rollback protection
+//! across a restart, and a hot-swap soak of 50 versions under live input.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use arrow_array::cast::AsArray as _;
+use arrow_array::types::{Int64Type, UInt64Type};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+use weir_tests::bundle_tools::{
+    Admin, assert_refused, forge, keygen, manifest_range, sign, split, versioned_module,
+};
+use weir_tests::weir_process::{
+    Running, Scratch, assert_balanced, free_tcp_port, read_parquet_dir,
+};
+
+const NAME: &str = "weir-guest-versioned";
+
+/// Keys, bundles and a config for a `weir run` reading `{"seq": n}` lines from stdin through
+/// the `versioned` guest into Parquet, with the admin API on a free port.
+struct Setup {
+    s: Scratch,
+    ops: std::path::PathBuf,
+    limited: std::path::PathBuf,
+    old: std::path::PathBuf,
+    stranger: std::path::PathBuf,
+    config: std::path::PathBuf,
+    admin: Admin,
+    revoked_version: u64,
+}
+
+impl Setup {
+    fn new(test: &str, max_upload: &str) -> Self {
+        let s = Scratch::new(test);
+        let keys = s.join("keys");
+        let (ops, _) = keygen(&keys, "ops");
+        let (limited, _) = keygen(&keys, "limited");
+        let (old, _) = keygen(&keys, "old");
+        let stranger_dir = s.join("elsewhere");
+        let (stranger, _) = keygen(&stranger_dir, "stranger");
+        let module = s.write("v1.wasm", versioned_module(1));
+        let _ = sign(&[&ops], NAME, 1, &module, &s.join("bundles/v1.wpol"));
+        // A module whose hash the trust store revokes (a version "known bad").
+        let revoked_version = 77;
+        let revoked_hash = hex::encode(Sha256::digest(versioned_module(revoked_version)));
+        let token = "s3cret-token-for-tests";
+        let _ = s.write("admin.token", format!("{token}\n"));
+        let port = free_tcp_port();
+        let config = s.write(
+            "weir.toml",
+            format!(
+                r#"[pipeline]
+batch_max_rows = 200
+batch_max_delay = "20ms"
+state_dir = "state"
+canary_batches = 2
+
+[sources.in]
+type = "stdin"
+[sources.in.schema]
+columns = ["seq: int64"]
+
+[trust]
+revoked_keys = ["keys/old.pub"]
+revoked_modules = ["{revoked_hash}"]
+[[trust.keys]]
+name = "ops"
+public_key = "keys/ops.pub"
+[[trust.keys]]
+name = "limited"
+public_key = "keys/limited.pub"
+policies = ["other-*"]
+[[trust.keys]]
+name = "old"
+public_key = "keys/old.pub"
+
+[[policies]]
+bundle = "bundles/v1.wpol"
+
+[sinks.out]
+type = "parquet"
+path = "out"
+
+[admin]
+listen = "127.0.0.1:{port}"
+token_file = "admin.token"
+max_upload = "{max_upload}"
+"#
+            ),
+        );
+        Self {
+            ops,
+            limited,
+            old,
+            stranger,
+            config,
+            admin: Admin {
+                base: format!("http://127.0.0.1:{port}"),
+                token: token.to_owned(),
+            },
+            revoked_version,
+            s,
+        }
+    }
+
+    fn start(&self) -> Running {
+        let running =
+            Running::start_piped(&self.s, &["run", "--config", self.config.to_str().unwrap()]);
+        assert!(
+            self.admin.wait_ready(Duration::from_secs(60)),
+            "the admin API at {} did not come up:\n{}",
+            self.admin.base,
+            running.stderr()
+        );
+        running
+    }
+
+    /// A bundle of the versioned guest at `version`, signed by `keys`.
+    fn bundle(&self, version: u64, keys: &[&Path]) -> Vec<u8> {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let module = self
+            .s
+            .write(&format!("m{n}.wasm"), versioned_module(version));
+        sign(
+            keys,
+            NAME,
+            version,
+            &module,
+            &self.s.join(&format!("b{n}.wpol")),
+        )
+    }
+
+    fn running_version(&self) -> u64 {
+        let list = self.admin.get("/v1/policies");
+        list["policies"][0]["version"].as_u64().expect("version")
+    }
+}
+
+fn feed(running: &mut Running, from: i64, to: i64) {
+    let stdin = running.child.stdin.as_mut().expect("stdin piped");
+    let text: String = (from..to).map(|i| format!("{{\"seq\":{i}}}\n")).collect();
+    stdin.write_all(text.as_bytes()).expect("feeding weir");
+    stdin.flush().expect("flush");
+}
+
+fn finish(mut running: Running) -> Value {
+    drop(running.child.stdin.take());
+    running.wait(Duration::from_secs(120)).ok().clone()
+}
+
+/// (seq, version) of every output row, in seq order.
+fn output(dir: &Path) -> Vec<(i64, u64)> {
+    let mut rows: Vec<(i64, u64)> = read_parquet_dir(dir)
+        .iter()
+        .flat_map(|b| {
+            let seq = b.column_by_name("seq").unwrap().as_primitive::<Int64Type>();
+            let ver = b
+                .column_by_name("policy_version")
+                .unwrap()
+                .as_primitive::<UInt64Type>();
+            seq.values()
+                .iter()
+                .copied()
+                .zip(ver.values().iter().copied())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    rows.sort_unstable();
+    rows
+}
+
+#[test]
+fn every_refusal_code_from_a_real_attempt_and_none_reaches_compilation() {
+    let t = Setup::new("refusals", "1 MiB");
+    let mut running = t.start();
+    feed(&mut running, 0, 1000);
+
+    // Two good versions, so there is something to replay and to go below.
+    let v2 = t.bundle(2, &[&t.ops]);
+    let (status, body) = t.admin.put(NAME, &v2);
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["version"], 2);
+    assert_eq!(body["previous_version"], 1);
+    let v3 = t.bundle(3, &[&t.ops]);
+    assert_eq!(t.admin.put(NAME, &v3).0, 200);
+    assert_eq!(t.running_version(), 3);
+    feed(&mut running, 1000, 2000);
+
+    let compiled = t.admin.compilations();
+    let good4 = t.bundle(4, &[&t.ops]);
+    let mut refused = BTreeMap::new();
+    let mut attempt = |what: &str, code: &str, answer: (u16, Value)| {
+        assert_refused(&answer, code, what);
+        *refused.entry(code.to_owned()).or_insert(0u32) += 1;
+    };
+
+    // Tampering.
+    let mut b = good4.clone();
+    let last = b.len() - 10;
+    b[last] ^= 0x01;
+    attempt(
+        "a flipped module byte",
+        "bad_signature",
+        t.admin.put(NAME, &b),
+    );
+    let mut b = good4.clone();
+    let at = manifest_range(&b).start + 40;
+    b[at] ^= 0x01;
+    attempt(
+        "a flipped manifest byte",
+        "bad_signature",
+        t.admin.put(NAME, &b),
+    );
+
+    // Keys.
+    attempt(
+        "signed by a key the host does not know",
+        "untrusted_key",
+        t.admin.put(NAME, &t.bundle(4, &[&t.stranger])),
+    );
+    attempt(
+        "signed by a key not allowed for this name",
+        "untrusted_key",
+        t.admin.put(NAME, &t.bundle(4, &[&t.limited])),
+    );
+    attempt(
+        "signed by a revoked key",
+        "revoked",
+        t.admin.put(NAME, &t.bundle(4, &[&t.old])),
+    );
+    attempt(
+        "a revoked module hash",
+        "revoked",
+        t.admin.put(NAME, &t.bundle(t.revoked_version, &[&t.ops])),
+    );
+
+    // Versions.
+    attempt(
+        "the running version again (re-signed)",
+        "downgrade",
+        t.admin.put(NAME, &t.bundle(3, &[&t.ops])),
+    );
+    attempt(
+        "a lower version",
+        "downgrade",
+        t.admin.put(NAME, &t.bundle(2, &[&t.ops])),
+    );
+    attempt(
+        "the replay of an old bundle",
+        "downgrade",
+        t.admin.put(NAME, &v2),
+    );
+
+    // Shape.
+    attempt(
+        "a truncated bundle",
+        "malformed",
+        t.admin.put(NAME, &good4[..good4.len() - 100]),
+    );
+    attempt(
+        "a truncated header",
+        "malformed",
+        t.admin.put(NAME, &good4[..20]),
+    );
+    let mut big = good4.clone();
+    big.resize(2 << 20, 0);
+    attempt("an oversize upload", "too_large", t.admin.put(NAME, &big));
+    let (manifest, _, _) = split(&good4);
+    attempt(
+        "a signed bundle whose module is not wasm",
+        "malformed",
+        t.admin.put(
+            NAME,
+            &forge(manifest.clone(), b"#!/bin/sh\nrm -rf /\n", &t.ops, true),
+        ),
+    );
+    let mut wrong_abi = manifest.clone();
+    wrong_abi["abi_version"] = 2.into();
+    wrong_abi["policy"]["abi_version"] = 2.into();
+    let (_, _, module4) = split(&good4);
+    attempt(
+        "a bundle for another ABI",
+        "abi_mismatch",
+        t.admin.put(NAME, &forge(wrong_abi, &module4, &t.ops, true)),
+    );
+    // The same guest declaring its output column as text: the Parquet sink already writes it
+    // as uint64. The custom section is patched in place ("uint64" and "string" have the same
+    // length), and the module signed normally.
+    let mut module = versioned_module(4);
+    let needle = br#""policy_version","type":"uint64""#;
+    let mut patched = 0;
+    while let Some(at) = module.windows(needle.len()).position(|w| w == needle) {
+        module[at..at + needle.len()].copy_from_slice(br#""policy_version","type":"string""#);
+        patched += 1;
+    }
+    assert!(patched > 0, "the guest's manifest names its output");
+    let path = t.s.write("text-output.wasm", &module);
+    attempt(
+        "an output schema the running sink cannot take",
+        "schema_incompatible",
+        t.admin.put(
+            NAME,
+            &sign(&[&t.ops], NAME, 4, &path, &t.s.join("text.wpol")),
+        ),
+    );
+
+    // Tokens.
+    attempt(
+        "no token",
+        "unauthorized",
+        t.admin.put_with(NAME, &good4, None),
+    );
+    attempt(
+        "a wrong token",
+        "unauthorized",
+        t.admin.put_with(NAME, &good4, Some("not-the-token")),
+    );
+
+    assert_eq!(
+        t.admin.compilations(),
+        compiled,
+        "no refused bundle may reach compilation"
+    );
+    assert_eq!(t.running_version(), 3, "refusals leave the running version");
+    let health = t.admin.get("/healthz");
+    for (code, n) in &refused {
+        assert_eq!(
+            health["refusals"][code].as_u64(),
+            Some(u64::from(*n)),
+            "refusals of {code} counted: {health:#}"
+        );
+    }
+
+    // A version that passes every check but fails on live data: the canary keeps the old one,
+    // and the failed version does not raise the high-water mark.
+    let failing = t.bundle((1 << 63) | 5, &[&t.ops]);
+    let answer = t.admin.put(NAME, &failing);
+    assert_refused(
+        &answer,
+        "canary_failed",
+        "a version failing on recent batches",
+    );
+    assert!(
+        answer.1["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("built to fail"),
+        "{:#}",
+        answer.1
+    );
+    assert_eq!(t.running_version(), 3);
+    let (status, body) = t.admin.put(NAME, &good4);
+    assert_eq!(
+        status, 200,
+        "after a failed canary, the next version is taken: {body:#}"
+    );
+    feed(&mut running, 2000, 3000);
+
+    let summary = finish(running);
+    assert_balanced(&summary);
+    let rows = output(&t.s.join("out"));
+    assert_eq!(rows.len(), 3000);
+
+    // Restart: the state directory's version 4 runs, not the config's version 1, and the
+    // rollback marks hold.
+    let mut running = t.start();
+    assert_eq!(t.running_version(), 4);
+    assert!(
+        running.stderr().contains("newer accepted version"),
+        "{}",
+        running.stderr()
+    );
+    let before = t.admin.compilations();
+    assert_refused(
+        &t.admin.put(NAME, &good4),
+        "downgrade",
+        "the same version after a restart",
+    );
+    assert_refused(
+        &t.admin.put(NAME, &v3),
+        "downgrade",
+        "an older version after a restart",
+    );
+    assert_eq!(t.admin.compilations(), before);
+    feed(&mut running, 3000, 3100);
+    let summary = finish(running);
+    assert_balanced(&summary);
+    let rows = output(&t.s.join("out"));
+    assert_eq!(rows.len(), 3100);
+    assert!(
+        rows[3000..].iter().all(|&(_, v)| v == 4),
+        "after restart: version 4"
+    );
+}
+
+#[test]
+fn hot_swap_soak_50_versions_under_live_input_loses_and_duplicates_nothing() {
+    let t = Setup::new("soak", "4 MiB");
+    // Sign every version first, so pushes follow each other closely.
+    let bundles: Vec<Vec<u8>> = (2..=51).map(|v| t.bundle(v, &[&t.ops])).collect();
+    let mut running = t.start();
+    let stdin = running.child.stdin.take().expect("stdin piped");
+    let total: i64 = 120_000;
+    let writer = std::thread::spawn(move || {
+        let mut stdin = stdin;
+        let started = Instant::now();
+        for chunk in 0..(total / 500) {
+            let text: String = (chunk * 500..(chunk + 1) * 500)
+                .map(|i| format!("{{\"seq\":{i}}}\n"))
+                .collect();
+            stdin.write_all(text.as_bytes()).expect("feeding weir");
+            stdin.flush().expect("flush");
+            // About 25k rows/s: the whole run overlaps the pushes.
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    });
+    let mut latencies = Vec::new();
+    for (i, bundle) in bundles.iter().enumerate() {
+        let version = i as u64 + 2;
+        let (status, body) = t.admin.put(NAME, bundle);
+        assert_eq!(status, 200, "push of version {version}: {body:#}");
+        assert_eq!(body["version"], version);
+        latencies.push(body["timings"]["total_ms"].as_f64().unwrap());
+    }
+    let fed_for = writer.join().expect("writer");
+    let summary = finish(running);
+    assert_balanced(&summary);
+
+    let rows = output(&t.s.join("out"));
+    let seqs: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(
+        seqs,
+        (0..total).collect::<Vec<_>>(),
+        "every input row exactly once"
+    );
+    let mut versions_seen = std::collections::BTreeSet::new();
+    for pair in rows.windows(2) {
+        assert!(
+            pair[0].1 <= pair[1].1,
+            "versions never decrease in input order: seq {} ran on {}, seq {} on {}",
+            pair[0].0,
+            pair[0].1,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+    for r in &rows {
+        versions_seen.insert(r.1);
+    }
+    assert_eq!(
+        rows.first().unwrap().1,
+        1,
+        "the first rows ran on version 1"
+    );
+    assert_eq!(
+        rows.last().unwrap().1,
+        51,
+        "the last rows ran on version 51"
+    );
+    assert!(
+        versions_seen.len() >= 10,
+        "the swaps happened while data flowed (fed for {fed_for:?}; versions seen: \
+         {versions_seen:?})"
+    );
+    latencies.sort_by(f64::total_cmp);
+    eprintln!(
+        "soak: 50 pushes, upload→active p50 {:.1} ms, max {:.1} ms; {} versions seen in the \
+         output",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1],
+        versions_seen.len()
+    );
+}
