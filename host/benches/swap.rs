@@ -101,6 +101,7 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
         caps: BundleCaps::default(),
         versions_dir: keys.join("state"),
         canary_batches: 4,
+        record_versions: true,
     };
     let spec = ChainSpec {
         bundle: first,
@@ -142,7 +143,10 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
             .submit(bundle, Some(case.policy), "bench")
             .unwrap_or_else(|r| panic!("{r}"));
         upload_ms.push(started.elapsed().as_secs_f64() * 1e3);
-        assert!(activation.canary_batches > 0, "the canary ran on live batches");
+        assert!(
+            activation.canary_batches > 0,
+            "the canary ran on live batches"
+        );
         // Pushes are spaced like an operator's, not back to back.
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -232,8 +236,8 @@ fn main() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     if let Some(path) = std::env::var_os("WEIR_SWAP_SUMMARY") {
-        let text = serde_json::to_vec_pretty(&json!({"rows": rows, "figures": figures}))
-            .expect("JSON");
+        let text =
+            serde_json::to_vec_pretty(&json!({"rows": rows, "figures": figures})).expect("JSON");
         std::fs::write(&path, text).expect("writing the swap summary");
     }
 }

@@ -34,7 +34,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(test: &str, max_upload: &str) -> Self {
+    fn new(test: &str, max_upload: &str, extra_admin: &str) -> Self {
         let s = Scratch::new(test);
         let keys = s.join("keys");
         let (ops, _) = keygen(&keys, "ops");
@@ -89,6 +89,7 @@ path = "out"
 listen = "127.0.0.1:{port}"
 token_file = "admin.token"
 max_upload = "{max_upload}"
+{extra_admin}
 "#
             ),
         );
@@ -176,7 +177,7 @@ fn output(dir: &Path) -> Vec<(i64, u64)> {
 
 #[test]
 fn every_refusal_code_from_a_real_attempt_and_none_reaches_compilation() {
-    let t = Setup::new("refusals", "1 MiB");
+    let t = Setup::new("refusals", "1 MiB", "");
     let mut running = t.start();
     feed(&mut running, 0, 1000);
 
@@ -400,7 +401,7 @@ fn every_refusal_code_from_a_real_attempt_and_none_reaches_compilation() {
 
 #[test]
 fn hot_swap_soak_50_versions_under_live_input_loses_and_duplicates_nothing() {
-    let t = Setup::new("soak", "4 MiB");
+    let t = Setup::new("soak", "4 MiB", "");
     // Sign every version first, so pushes follow each other closely.
     let bundles: Vec<Vec<u8>> = (2..=51).map(|v| t.bundle(v, &[&t.ops])).collect();
     let mut running = t.start();
@@ -475,5 +476,52 @@ fn hot_swap_soak_50_versions_under_live_input_loses_and_duplicates_nothing() {
         latencies[latencies.len() / 2],
         latencies[latencies.len() - 1],
         versions_seen.len()
+    );
+}
+
+#[test]
+fn a_bundle_dropped_into_the_watched_directory_is_promoted_or_refused() {
+    let t = Setup::new("watch", "1 MiB", "watch_dir = \"incoming\"");
+    let mut running = t.start();
+    feed(&mut running, 0, 500);
+    let incoming = t.s.join("incoming");
+    let wait_for = |path: &Path| {
+        let started = Instant::now();
+        while !path.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} did not appear",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The way the docs say: write elsewhere, rename in.
+    let good = t.bundle(2, &[&t.ops]);
+    let staged = t.s.write("staged.wpol", &good);
+    std::fs::rename(&staged, incoming.join("v2.wpol")).unwrap();
+    wait_for(&incoming.join("accepted/v2.wpol"));
+    assert_eq!(t.running_version(), 2);
+
+    let mut bad = t.bundle(3, &[&t.ops]);
+    let last = bad.len() - 3;
+    bad[last] ^= 0x80;
+    let staged = t.s.write("staged.wpol", &bad);
+    std::fs::rename(&staged, incoming.join("v3.wpol")).unwrap();
+    wait_for(&incoming.join("refused/v3.wpol.json"));
+    let refusal: Value =
+        serde_json::from_slice(&std::fs::read(incoming.join("refused/v3.wpol.json")).unwrap())
+            .unwrap();
+    assert_eq!(refusal["error"]["code"], "bad_signature", "{refusal:#}");
+    assert!(incoming.join("refused/v3.wpol").is_file());
+    assert_eq!(t.running_version(), 2, "a refused bundle changes nothing");
+    feed(&mut running, 500, 1000);
+    let summary = finish(running);
+    assert_balanced(&summary);
+    let rows = output(&t.s.join("out"));
+    assert_eq!(rows.len(), 1000);
+    assert!(
+        rows.iter().any(|r| r.1 == 2),
+        "rows after the drop ran on version 2"
     );
 }

@@ -75,7 +75,11 @@ pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
     })?;
     let mut raw: Value =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", summary.display()))?;
-    let (rows, figures) = pipeline_bench::run(root).context("the pipeline benchmark failed")?;
+    let (mut rows, mut figures) =
+        pipeline_bench::run(root).context("the pipeline benchmark failed")?;
+    let (swap_rows, swap_figures) = swap_bench(root)?;
+    rows.extend(swap_rows);
+    figures.extend(swap_figures);
     for (key, extra) in [("rows", rows), ("figures", figures)] {
         if let Some(list) = raw.get_mut(key).and_then(Value::as_array_mut) {
             list.extend(extra);
@@ -105,6 +109,26 @@ pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs `cargo bench -p weir-host --bench swap` (hot swap: upload → active, batch latency
+/// during swaps) and returns its rows and figures.
+fn swap_bench(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
+    let out = summary_path(root)?.with_file_name("swap.json");
+    if out.exists() {
+        std::fs::remove_file(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    let mut cmd = util::cargo(root);
+    cmd.args(["bench", "-p", "weir-host", "--bench", "swap"])
+        .env("WEIR_POLICY_DIR", policies::output_dir(root))
+        .env("WEIR_SWAP_SUMMARY", &out);
+    util::run(&mut cmd).context("the swap benchmark failed")?;
+    let raw: Value = serde_json::from_slice(
+        &std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?,
+    )
+    .with_context(|| format!("parsing {}", out.display()))?;
+    let list = |key: &str| raw[key].as_array().cloned().unwrap_or_default();
+    Ok((list("rows"), list("figures")))
 }
 
 fn print_summary(summary: &Summary) {

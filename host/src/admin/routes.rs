@@ -135,6 +135,17 @@ async fn upload(
     if let Some(len) = declared
         && len > max
     {
+        // A client that writes its whole body before reading the answer would see the
+        // connection reset instead of the JSON refusal; read and discard a moderately
+        // oversized body first (bounded in size and time), so it gets the answer.
+        let drain = max.saturating_mul(4).min(64 << 20);
+        if len <= drain {
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                axum::body::to_bytes(body, usize::try_from(drain).unwrap_or(usize::MAX)),
+            )
+            .await;
+        }
         return early(
             RefusalCode::TooLarge,
             format!(

@@ -262,7 +262,7 @@ fn load_config(config: Option<&Path>, quick: &QuickArgs) -> anyhow::Result<Confi
 
 pub(crate) fn check(args: &CheckArgs) -> anyhow::Result<()> {
     let config = Config::load(&args.config)?;
-    let plan = Plan::prepare(config)?;
+    let plan = Plan::prepare_check(config)?;
     for line in plan.describe() {
         println!("{line}");
     }

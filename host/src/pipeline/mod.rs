@@ -72,6 +72,19 @@ impl Plan {
     /// # Errors
     /// A [`PipelineError`] naming the config file, the key and the cause.
     pub fn prepare(config: Config) -> Result<Self, PipelineError> {
+        Self::prepare_with(config, true)
+    }
+
+    /// As [`Plan::prepare`] for `weir check`: the configured bundles are verified and compiled
+    /// but not recorded as accepted (the rollback marks do not move).
+    ///
+    /// # Errors
+    /// As for [`Plan::prepare`].
+    pub fn prepare_check(config: Config) -> Result<Self, PipelineError> {
+        Self::prepare_with(config, false)
+    }
+
+    fn prepare_with(config: Config, record_versions: bool) -> Result<Self, PipelineError> {
         let origin = config.origin.clone();
         let engine = Engine::new(config.limits.to_limits())
             .map_err(|source| PipelineError::Engine { source })?;
@@ -84,13 +97,16 @@ impl Plan {
             }
         };
         let trust = match &config.trust {
-            Some(trust) => TrustStore::from_config(trust, |p| config.resolve(p)),
-            None => TrustStore::from_public_key_files(&[]),
-        }
-        .map_err(|source| PipelineError::Trust {
-            origin: origin.clone(),
-            source: Box::new(source),
-        })?;
+            Some(trust) => {
+                TrustStore::from_config(trust, |p| config.resolve(p)).map_err(|source| {
+                    PipelineError::Trust {
+                        origin: origin.clone(),
+                        source: Box::new(source),
+                    }
+                })?
+            }
+            None => TrustStore::empty(),
+        };
         let specs: Vec<ChainSpec> = config
             .policies
             .iter()
@@ -111,6 +127,7 @@ impl Plan {
             },
             versions_dir: config.state_dir().join("policies"),
             canary_batches: config.pipeline.canary_batches,
+            record_versions,
         };
         let (registry, chain) =
             PolicyRegistry::load(&engine, cache, options, &specs).map_err(|source| {

@@ -175,6 +175,18 @@ pub struct TrustStore {
 }
 
 impl TrustStore {
+    /// A store that trusts no key: every bundle is refused `untrusted_key`. For hosts that run
+    /// no policy (no `[trust]` in the config).
+    #[must_use]
+    pub fn empty() -> Self {
+        Self {
+            keys: Vec::new(),
+            thresholds: Vec::new(),
+            revoked_keys: BTreeSet::new(),
+            revoked_modules: BTreeSet::new(),
+        }
+    }
+
     /// A store of `keys` with `thresholds` (glob → signatures) and revocations.
     ///
     /// # Errors

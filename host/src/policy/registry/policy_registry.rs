@@ -46,6 +46,9 @@ pub struct RegistryOptions {
     pub versions_dir: PathBuf,
     /// Recent input batches kept per chain position for canaries.
     pub canary_batches: usize,
+    /// Whether loading records the configured versions as accepted (false for `weir check`,
+    /// which must not move the rollback marks).
+    pub record_versions: bool,
 }
 
 /// The running policies and the door to replace them.
@@ -156,7 +159,10 @@ impl PolicyRegistry {
             })?;
             modules.insert(name.clone(), with_signed_limits(module, &c.verified));
         }
-        for c in chosen.values().filter(|c| c.record) {
+        for c in chosen
+            .values()
+            .filter(|c| c.record && options.record_versions)
+        {
             versions
                 .accept(&c.verified)
                 .map_err(|source| RegistryError::State { source })?;
