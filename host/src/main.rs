@@ -8,6 +8,14 @@ use clap::Parser as _;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    weir_host::cli::Cli::parse().run()
+/// Errors go to stderr as one line: the context chain, without a backtrace (operators read
+/// these; `RUST_LOG=debug` shows more).
+fn main() -> std::process::ExitCode {
+    match weir_host::cli::Cli::parse().run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -50,7 +50,6 @@ pub(crate) fn run(args: &PushArgs) -> anyhow::Result<()> {
         }
         UploadAnswer::Refused(status, body) => {
             let e = body.error;
-            eprintln!("refused ({}): {}", e.code, e.reason);
             bail!(
                 "{} refused {} ({}, HTTP {status}): {}",
                 client.base(),
