@@ -117,6 +117,17 @@ const COLUMNS: [&str; 11] = [
     "battery_v: float64?",
 ];
 
+/// When the checked-out commit was made.
+fn last_commit_time(root: &Path) -> Result<std::time::SystemTime> {
+    let out = util::output(
+        Command::new("git")
+            .args(["log", "-1", "--format=%ct"])
+            .current_dir(root),
+    )?;
+    let secs: u64 = out.trim().parse().context("git log -1 --format=%ct")?;
+    Ok(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -271,6 +282,16 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
     {
         let name = entry.file_name().to_string_lossy().into_owned();
         if name.starts_with("weir-") && name.contains("x86_64") {
+            // A static binary built before the last commit may not read today's config.
+            let built = entry.metadata()?.modified()?;
+            if built < last_commit_time(root)? {
+                println!(
+                    "  !!! {} is older than the last commit: not measured (run `cargo xtask \
+                     dist` to rebuild it)",
+                    entry.path().display()
+                );
+                continue;
+            }
             sizes.push((format!("dist {name}"), entry.metadata()?.len()));
             static_bin = Some(entry.path());
         }
