@@ -65,6 +65,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 struct Case {
     policy: &'static str,
     params: &'static str,
+    /// A policy before it in the chain (not swapped), to give it the columns it reads.
+    before: Option<(&'static str, &'static str)>,
     input: fn() -> RecordBatch,
 }
 
@@ -93,6 +95,24 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
     };
     let first = keys.join("v1.wpol");
     std::fs::write(&first, sign(1)).expect("write bundle");
+    let mut specs = Vec::new();
+    if let Some((policy, params)) = case.before {
+        let module = std::fs::read(policy_dir().join(format!("{policy}.wasm"))).expect("built");
+        let opts = SignOptions {
+            name: policy.to_owned(),
+            version: 1,
+            created_at: SystemTime::now(),
+            expires_at: None,
+            limits: BundleLimits::default(),
+        };
+        let path = keys.join("before.wpol");
+        std::fs::write(&path, sign_module(&module, &[&key], &opts).expect("sign")).expect("write");
+        specs.push(ChainSpec {
+            bundle: path,
+            params: params.as_bytes().to_vec(),
+            fail_mode: FailMode::DeadLetter,
+        });
+    }
     let bundles: Vec<Vec<u8>> = (2..=PUSHES + 1).map(sign).collect();
 
     let engine = Engine::new(Limits::default()).expect("engine");
@@ -103,13 +123,13 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
         canary_batches: 4,
         record_versions: true,
     };
-    let spec = ChainSpec {
+    specs.push(ChainSpec {
         bundle: first,
         params: case.params.as_bytes().to_vec(),
         fail_mode: FailMode::DeadLetter,
-    };
+    });
     let (registry, mut chain) =
-        PolicyRegistry::load(&engine, None, options, &[spec]).expect("registry loads");
+        PolicyRegistry::load(&engine, None, options, &specs).expect("registry loads");
 
     let input = (case.input)();
     let swapping = Arc::new(AtomicBool::new(false));
@@ -162,31 +182,36 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; any other argument (a filter) is ignored.
+    // `cargo bench` passes `--bench`; any other argument is ignored.
     let cases = [
         Case {
             policy: "sensor-normalize",
             params: "{}",
+            before: None,
             input: || sensor_batch(ROWS, 7),
         },
         Case {
             policy: "drop-outliers",
             params: r#"{"temperature":{"min":-40,"max":60}}"#,
+            before: Some(("sensor-normalize", "{}")),
             input: || sensor_batch(ROWS, 7),
         },
         Case {
             policy: "redact",
             params: r#"{"key":"bench-key","columns":["device_id"]}"#,
+            before: None,
             input: || sensor_batch(ROWS, 7),
         },
         Case {
             policy: "flow-filter",
             params: r#"{"mode":"drop","cidrs":["10.0.0.0/8"],"ports":[22]}"#,
+            before: None,
             input: || flow_batch(ROWS, 7),
         },
         Case {
             policy: "bench-filter",
             params: "{}",
+            before: None,
             input: || flow_batch(ROWS, 7),
         },
     ];
