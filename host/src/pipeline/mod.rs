@@ -174,10 +174,14 @@ impl Plan {
         }
         for (i, p) in self.chain.policies().iter().enumerate() {
             let m = p.runner.module();
+            let (version, signers) = p.active_version().map_or_else(
+                || (m.manifest().crate_version.clone(), String::new()),
+                |v| (v.version.to_string(), v.signers.join(", ")),
+            );
             lines.push(format!(
-                "policy {i}: {} {} ({:?}, sha256 {}, compiled in {:.1} ms), on error: {:?}",
+                "policy {i}: {} version {version} signed by {signers} ({:?}, sha256 {}, \
+                 compiled in {:.1} ms), on error: {:?}",
                 m.name(),
-                m.manifest().crate_version,
                 m.manifest().kind,
                 &m.sha256_hex()[..16],
                 m.compile_time().as_secs_f64() * 1e3,
