@@ -117,11 +117,20 @@ const COLUMNS: [&str; 11] = [
     "battery_v: float64?",
 ];
 
-/// When the checked-out commit was made.
+/// When the last commit that changed the host's code (or its dependencies) was made.
 fn last_commit_time(root: &Path) -> Result<std::time::SystemTime> {
     let out = util::output(
         Command::new("git")
-            .args(["log", "-1", "--format=%ct"])
+            .args([
+                "log",
+                "-1",
+                "--format=%ct",
+                "--",
+                "host",
+                "guest-sdk",
+                "Cargo.toml",
+                "Cargo.lock",
+            ])
             .current_dir(root),
     )?;
     let secs: u64 = out.trim().parse().context("git log -1 --format=%ct")?;
@@ -286,8 +295,8 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
             let built = entry.metadata()?.modified()?;
             if built < last_commit_time(root)? {
                 println!(
-                    "  !!! {} is older than the last commit: not measured (run `cargo xtask \
-                     dist` to rebuild it)",
+                    "  !!! {} is older than the last commit to the host: not measured (run \
+                     `cargo xtask dist` to rebuild it)",
                     entry.path().display()
                 );
                 continue;
@@ -296,6 +305,18 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
             static_bin = Some(entry.path());
         }
     }
+    // Idle memory of what gateways run: the static binary when it is fresh (its code is denser
+    // than the glibc release build's), else the release binary.
+    let (idle_rss, idle_of) = match &static_bin {
+        Some(bin) => {
+            let mut v = Vec::new();
+            for _ in 0..5 {
+                v.push(ready_and_idle(bin, &idle)?.2);
+            }
+            (median(v), "static x86_64 binary")
+        }
+        None => (rss, "release glibc binary (no fresh static binary)"),
+    };
     let static_mb = sizes
         .iter()
         .find(|(n, _)| n.starts_with("dist"))
@@ -336,8 +357,8 @@ pub fn run(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         json!({
             "name": "idle RSS (UDP source waiting, 3 policies)",
             "target": "≤ 20 MB",
-            "pass": rss <= 20.0,
-            "note": format!("{rss:.1} MiB VmRSS after 2 s idle"),
+            "pass": idle_rss <= 20.0,
+            "note": format!("{idle_rss:.1} MiB VmRSS after 2 s idle, {idle_of}; release glibc binary {rss:.1} MiB"),
         }),
         json!({
             "name": "static x86_64 binary size",
