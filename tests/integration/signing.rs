@@ -508,12 +508,14 @@ fn a_bundle_dropped_into_the_watched_directory_is_promoted_or_refused() {
     bad[last] ^= 0x80;
     let staged = t.s.write("staged.wpol", &bad);
     std::fs::rename(&staged, incoming.join("v3.wpol")).unwrap();
+    // The watcher writes the refusal first, then moves the bundle next to it.
     wait_for(&incoming.join("refused/v3.wpol.json"));
+    wait_for(&incoming.join("refused/v3.wpol"));
     let refusal: Value =
         serde_json::from_slice(&std::fs::read(incoming.join("refused/v3.wpol.json")).unwrap())
             .unwrap();
     assert_eq!(refusal["error"]["code"], "bad_signature", "{refusal:#}");
-    assert!(incoming.join("refused/v3.wpol").is_file());
+    assert!(!incoming.join("v3.wpol").exists(), "the refused bundle left incoming/");
     assert_eq!(t.running_version(), 2, "a refused bundle changes nothing");
     feed(&mut running, 500, 1000);
     let summary = finish(running);
