@@ -515,7 +515,10 @@ fn a_bundle_dropped_into_the_watched_directory_is_promoted_or_refused() {
         serde_json::from_slice(&std::fs::read(incoming.join("refused/v3.wpol.json")).unwrap())
             .unwrap();
     assert_eq!(refusal["error"]["code"], "bad_signature", "{refusal:#}");
-    assert!(!incoming.join("v3.wpol").exists(), "the refused bundle left incoming/");
+    assert!(
+        !incoming.join("v3.wpol").exists(),
+        "the refused bundle left incoming/"
+    );
     assert_eq!(t.running_version(), 2, "a refused bundle changes nothing");
     feed(&mut running, 500, 1000);
     let summary = finish(running);
