@@ -70,15 +70,24 @@ pub struct ChainPolicy {
     pub fail_mode: FailMode,
     /// Its counts.
     pub stats: PolicyStats,
-    /// The registry slot it follows (hot swap), and the version it runs.
-    slot: Option<(Arc<PolicySlot>, Arc<ActiveVersion>)>,
+    /// The registry slot it follows (hot swap).
+    slot: Option<Followed>,
+}
+
+/// A slot a chain position follows: the version it runs, and the newest it has looked at (a
+/// version whose runner could not start is looked at once, and the old one keeps running).
+#[derive(Debug)]
+struct Followed {
+    slot: Arc<PolicySlot>,
+    running: Arc<ActiveVersion>,
+    seen: Arc<ActiveVersion>,
 }
 
 impl ChainPolicy {
     /// The signed version it runs, when it follows a registry slot.
     #[must_use]
     pub fn active_version(&self) -> Option<&Arc<ActiveVersion>> {
-        self.slot.as_ref().map(|(_, v)| v)
+        self.slot.as_ref().map(|f| &f.running)
     }
 }
 
@@ -123,7 +132,11 @@ impl PolicyChain {
             runner,
             fail_mode,
             stats: PolicyStats::default(),
-            slot: Some((slot, active)),
+            slot: Some(Followed {
+                slot,
+                running: Arc::clone(&active),
+                seen: active,
+            }),
         });
     }
 
@@ -138,13 +151,19 @@ impl PolicyChain {
     /// its end. A version whose runner cannot start keeps the old runner (and says so).
     fn refresh(&mut self) {
         for (index, policy) in self.policies.iter_mut().enumerate() {
-            let Some((slot, current)) = &mut policy.slot else {
+            let Some(Followed {
+                slot,
+                running,
+                seen,
+            }) = &mut policy.slot
+            else {
                 continue;
             };
             let latest = slot.active();
-            if Arc::ptr_eq(&latest, current) {
+            if Arc::ptr_eq(&latest, seen) {
                 continue;
             }
+            *seen = Arc::clone(&latest);
             let runner = match latest.take_warm(index) {
                 Some(runner) => Ok(runner),
                 None => policy.runner.with_module(Arc::clone(&latest.module)),
@@ -154,12 +173,12 @@ impl PolicyChain {
                     tracing::info!(
                         policy = slot.name(),
                         position = index,
-                        from = current.version,
+                        from = running.version,
                         to = latest.version,
                         "chain switched policy version at a batch boundary"
                     );
                     policy.runner = runner;
-                    *current = latest;
+                    *running = latest;
                     self.generation += 1;
                 }
                 Err(error) => {
@@ -170,7 +189,6 @@ impl PolicyChain {
                         %error,
                         "new policy version could not start; the chain keeps the old one"
                     );
-                    *current = latest;
                 }
             }
         }
@@ -193,7 +211,7 @@ impl PolicyChain {
             stats.batches += 1;
             stats.rows_in += rows;
             let result = policy.runner.process(&current);
-            if let Some((slot, _)) = &policy.slot {
+            if let Some(Followed { slot, .. }) = &policy.slot {
                 let counters = &slot.counters;
                 counters.rows_in.fetch_add(rows, Ordering::Relaxed);
                 match &result {
