@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::cast::AsArray as _;
@@ -406,20 +408,29 @@ fn hot_swap_soak_50_versions_under_live_input_loses_and_duplicates_nothing() {
     let bundles: Vec<Vec<u8>> = (2..=51).map(|v| t.bundle(v, &[&t.ops])).collect();
     let mut running = t.start();
     let stdin = running.child.stdin.take().expect("stdin piped");
-    let total: i64 = 120_000;
-    let writer = std::thread::spawn(move || {
-        let mut stdin = stdin;
-        let started = Instant::now();
-        for chunk in 0..(total / 500) {
-            let text: String = (chunk * 500..(chunk + 1) * 500)
-                .map(|i| format!("{{\"seq\":{i}}}\n"))
-                .collect();
-            stdin.write_all(text.as_bytes()).expect("feeding weir");
-            stdin.flush().expect("flush");
-            // About 25k rows/s: the whole run overlaps the pushes.
-            std::thread::sleep(Duration::from_millis(20));
+    // Input flows (about 25k rows/s) until every push is done, then 2,000 more rows: the
+    // pushes, however long they take on a loaded machine, all overlap live input.
+    let pushed = Arc::new(AtomicBool::new(false));
+    let writer = std::thread::spawn({
+        let pushed = Arc::clone(&pushed);
+        move || {
+            let mut stdin = stdin;
+            let started = Instant::now();
+            let (mut next, mut tail) = (0i64, None);
+            while tail.is_none_or(|end| next < end) {
+                if tail.is_none() && pushed.load(Ordering::Acquire) {
+                    tail = Some(next + 2000);
+                }
+                let text: String = (next..next + 500)
+                    .map(|i| format!("{{\"seq\":{i}}}\n"))
+                    .collect();
+                stdin.write_all(text.as_bytes()).expect("feeding weir");
+                stdin.flush().expect("flush");
+                next += 500;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (next, started.elapsed())
         }
-        started.elapsed()
     });
     let mut latencies = Vec::new();
     for (i, bundle) in bundles.iter().enumerate() {
@@ -429,7 +440,8 @@ fn hot_swap_soak_50_versions_under_live_input_loses_and_duplicates_nothing() {
         assert_eq!(body["version"], version);
         latencies.push(body["timings"]["total_ms"].as_f64().unwrap());
     }
-    let fed_for = writer.join().expect("writer");
+    pushed.store(true, Ordering::Release);
+    let (total, fed_for) = writer.join().expect("writer");
     let summary = finish(running);
     assert_balanced(&summary);
 
