@@ -542,3 +542,158 @@ fn a_bundle_dropped_into_the_watched_directory_is_promoted_or_refused() {
         "rows after the drop ran on version 2"
     );
 }
+
+/// A CA and a certificate for 127.0.0.1 signed by it, made with openssl in `dir`: `ca.crt`,
+/// `admin.crt`, `admin.key`.
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let script = "set -e
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \
+  -out ca.crt -days 2 -subj /CN=weir-test-ca
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout admin.key \
+  -out admin.csr -subj /CN=localhost
+printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > ext.cnf
+openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt \
+  -days 2 -extfile ext.cnf";
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("bash runs");
+    assert!(
+        out.status.success(),
+        "making the test certificates with openssl failed (openssl is needed): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `weir ARGS`: (success, stdout + stderr).
+fn weir_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(weir_tests::weir_process::weir_bin())
+        .args(args)
+        .output()
+        .expect("weir starts");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn tls_admin_api_and_a_two_key_threshold_through_weir_push() {
+    let extra = "[admin.tls]\ncert = \"tls/admin.crt\"\nkey = \"tls/admin.key\"\n\
+                 [[trust.keys]]\nname = \"second\"\npublic_key = \"keys/second.pub\"\n\
+                 [trust.thresholds]\n\"weir-guest-*\" = 2\n";
+    let t = Setup::new("tls", "1 MiB", extra);
+    let (second, _) = keygen(&t.s.join("keys"), "second");
+    // The configured version 1 needs both signatures too.
+    let module = t.s.write("v1-two.wasm", versioned_module(1));
+    let _ = sign(
+        &[&t.ops, &second],
+        NAME,
+        1,
+        &module,
+        &t.s.join("bundles/v1.wpol"),
+    );
+    let tls = t.s.join("tls");
+    make_certificates(&tls);
+    let url = t.admin.base.replace("http://", "https://");
+    let ca = tls.join("ca.crt");
+    let token = t.s.join("admin.token");
+    let (ca, token) = (ca.to_str().unwrap(), token.to_str().unwrap());
+
+    let mut running = Running::start_piped(&t.s, &["run", "--config", t.config.to_str().unwrap()]);
+    let started = Instant::now();
+    let listing = loop {
+        let (ok, out) = weir_cli(&["policies", "--to", &url, "--ca-cert", ca]);
+        if ok {
+            break out;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the TLS admin API did not come up: {out}\n{}",
+            running.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(listing.contains(NAME), "{listing}");
+    feed(&mut running, 0, 500);
+
+    // Without the CA the client refuses the self-signed certificate.
+    let one = t.bundle(2, &[&t.ops]);
+    let one_path = t.s.write("one.wpol", &one);
+    let (ok, out) = weir_cli(&[
+        "push",
+        "--to",
+        &url,
+        "--token-file",
+        token,
+        one_path.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a client without the CA must not connect: {out}");
+
+    // One signature where two are needed.
+    let (ok, out) = weir_cli(&[
+        "push",
+        "--to",
+        &url,
+        "--ca-cert",
+        ca,
+        "--token-file",
+        token,
+        one_path.to_str().unwrap(),
+    ]);
+    assert!(!ok && out.contains("untrusted_key"), "{out}");
+    assert!(
+        out.contains("needs 2"),
+        "the reason names the threshold: {out}"
+    );
+
+    // Two.
+    let module = t.s.write("v2-two.wasm", versioned_module(2));
+    let two_path = t.s.join("two.wpol");
+    let _ = sign(&[&t.ops, &second], NAME, 2, &module, &two_path);
+    let (ok, out) = weir_cli(&[
+        "push",
+        "--to",
+        &url,
+        "--ca-cert",
+        ca,
+        "--token-file",
+        token,
+        two_path.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("activated {NAME} version 2 (was 1)")),
+        "{out}"
+    );
+    let (ok, listing) = weir_cli(&["policies", "--to", &url, "--ca-cert", ca, "--json"]);
+    assert!(ok, "{listing}");
+    let listing: Value = serde_json::from_str(
+        listing
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with('{') && !l.starts_with('['))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .unwrap_or_else(|e| panic!("weir policies --json: {e}: {listing}"));
+    let policies = listing
+        .get("policies")
+        .and_then(Value::as_array)
+        .or_else(|| listing.as_array())
+        .expect("a list of policies")
+        .clone();
+    assert_eq!(policies[0]["version"], 2);
+    assert_eq!(policies[0]["signers"], serde_json::json!(["ops", "second"]));
+
+    feed(&mut running, 500, 1000);
+    let summary = finish(running);
+    assert_balanced(&summary);
+    assert_eq!(output(&t.s.join("out")).len(), 1000);
+}
