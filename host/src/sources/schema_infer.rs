@@ -143,9 +143,90 @@ fn infer_from_values(
             ),
         ));
     }
+    let values = numbers_over_strings(values);
     let schema = arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(Ok))
         .map_err(|e| SourceError::schema(source_name, format!("inferring from the {what}: {e}")))?;
     all_nullable(source_name, &schema, what)
+}
+
+/// A top-level field whose sampled values are mostly numbers, with a few strings (`"n/a"`,
+/// `"ERR"`), is inferred as a number: its string values are left out of the inference, and
+/// each record holding one is rejected at decoding with the column and the value, as with a
+/// declared schema. (arrow-json alone would infer text, and then refuse every number.)
+fn numbers_over_strings(values: &[serde_json::Value]) -> std::borrow::Cow<'_, [serde_json::Value]> {
+    use serde_json::Value;
+    let mut counts: std::collections::HashMap<&str, (usize, usize)> =
+        std::collections::HashMap::new();
+    for map in values.iter().filter_map(Value::as_object) {
+        for (key, value) in map {
+            let entry = counts.entry(key.as_str()).or_default();
+            match value {
+                Value::Number(_) => entry.0 += 1,
+                Value::String(_) => entry.1 += 1,
+                _ => {}
+            }
+        }
+    }
+    let numeric: Vec<String> = counts
+        .into_iter()
+        .filter(|(_, (numbers, strings))| *strings > 0 && numbers > strings)
+        .map(|(key, _)| key.to_owned())
+        .collect();
+    if numeric.is_empty() {
+        return std::borrow::Cow::Borrowed(values);
+    }
+    let mut values = values.to_vec();
+    for map in values.iter_mut().filter_map(Value::as_object_mut) {
+        for key in &numeric {
+            if let Some(value) = map.get_mut(key)
+                && value.is_string()
+            {
+                *value = Value::Null;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    fn infer(lines: &[&str]) -> SchemaRef {
+        let values: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        infer_from_values("s", &values, "test lines").unwrap()
+    }
+
+    #[test]
+    fn mostly_numbers_with_a_few_strings_is_a_number() {
+        let schema = infer(&[
+            r#"{"t": 21.5, "id": "a"}"#,
+            r#"{"t": "n/a", "id": "b"}"#,
+            r#"{"t": 22.0, "id": "c"}"#,
+        ]);
+        assert_eq!(
+            schema.field_with_name("t").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            schema.field_with_name("id").unwrap().data_type(),
+            &DataType::Utf8
+        );
+    }
+
+    #[test]
+    fn mostly_strings_stays_text() {
+        let schema = infer(&[r#"{"v": "x"}"#, r#"{"v": "y"}"#, r#"{"v": 3}"#]);
+        assert_eq!(
+            schema.field_with_name("v").unwrap().data_type(),
+            &DataType::Utf8
+        );
+    }
 }
 
 /// Infers a CSV schema from the first `rows` records of `files` (column names from the
