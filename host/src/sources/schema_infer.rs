@@ -188,47 +188,6 @@ fn numbers_over_strings(values: &[serde_json::Value]) -> std::borrow::Cow<'_, [s
     std::borrow::Cow::Owned(values)
 }
 
-#[cfg(test)]
-mod tests {
-    use arrow_schema::DataType;
-
-    use super::*;
-
-    fn infer(lines: &[&str]) -> SchemaRef {
-        let values: Vec<serde_json::Value> = lines
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        infer_from_values("s", &values, "test lines").unwrap()
-    }
-
-    #[test]
-    fn mostly_numbers_with_a_few_strings_is_a_number() {
-        let schema = infer(&[
-            r#"{"t": 21.5, "id": "a"}"#,
-            r#"{"t": "n/a", "id": "b"}"#,
-            r#"{"t": 22.0, "id": "c"}"#,
-        ]);
-        assert_eq!(
-            schema.field_with_name("t").unwrap().data_type(),
-            &DataType::Float64
-        );
-        assert_eq!(
-            schema.field_with_name("id").unwrap().data_type(),
-            &DataType::Utf8
-        );
-    }
-
-    #[test]
-    fn mostly_strings_stays_text() {
-        let schema = infer(&[r#"{"v": "x"}"#, r#"{"v": "y"}"#, r#"{"v": 3}"#]);
-        assert_eq!(
-            schema.field_with_name("v").unwrap().data_type(),
-            &DataType::Utf8
-        );
-    }
-}
-
 /// Infers a CSV schema from the first `rows` records of `files` (column names from the
 /// first file's header, or `column_1`... without one).
 ///
@@ -338,5 +297,46 @@ pub(crate) fn read_sample(reader: &mut impl Read, rows: usize) -> std::io::Resul
         if lines >= rows {
             return Ok((sample, false));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::DataType;
+
+    use super::*;
+
+    fn infer(lines: &[&str]) -> SchemaRef {
+        let values: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        infer_from_values("s", &values, "test lines").unwrap()
+    }
+
+    #[test]
+    fn mostly_numbers_with_a_few_strings_is_a_number() {
+        let schema = infer(&[
+            r#"{"t": 21.5, "id": "a"}"#,
+            r#"{"t": "n/a", "id": "b"}"#,
+            r#"{"t": 22.0, "id": "c"}"#,
+        ]);
+        assert_eq!(
+            schema.field_with_name("t").unwrap().data_type(),
+            &DataType::Float64
+        );
+        assert_eq!(
+            schema.field_with_name("id").unwrap().data_type(),
+            &DataType::Utf8
+        );
+    }
+
+    #[test]
+    fn mostly_strings_stays_text() {
+        let schema = infer(&[r#"{"v": "x"}"#, r#"{"v": "y"}"#, r#"{"v": 3}"#]);
+        assert_eq!(
+            schema.field_with_name("v").unwrap().data_type(),
+            &DataType::Utf8
+        );
     }
 }
