@@ -623,30 +623,22 @@ fn tls_admin_api_and_a_two_key_threshold_through_weir_push() {
     assert!(listing.contains(NAME), "{listing}");
     feed(&mut running, 0, 500);
 
+    let push = |bundle: &Path, with_ca: bool| {
+        let mut args = vec!["push", "--to", &url, "--token-file", token];
+        if with_ca {
+            args.extend(["--ca-cert", ca]);
+        }
+        args.push(bundle.to_str().unwrap());
+        weir_cli(&args)
+    };
+
     // Without the CA the client refuses the self-signed certificate.
-    let one = t.bundle(2, &[&t.ops]);
-    let one_path = t.s.write("one.wpol", &one);
-    let (ok, out) = weir_cli(&[
-        "push",
-        "--to",
-        &url,
-        "--token-file",
-        token,
-        one_path.to_str().unwrap(),
-    ]);
+    let one_path = t.s.write("one.wpol", t.bundle(2, &[&t.ops]));
+    let (ok, out) = push(&one_path, false);
     assert!(!ok, "a client without the CA must not connect: {out}");
 
     // One signature where two are needed.
-    let (ok, out) = weir_cli(&[
-        "push",
-        "--to",
-        &url,
-        "--ca-cert",
-        ca,
-        "--token-file",
-        token,
-        one_path.to_str().unwrap(),
-    ]);
+    let (ok, out) = push(&one_path, true);
     assert!(!ok && out.contains("untrusted_key"), "{out}");
     assert!(
         out.contains("needs 2"),
@@ -657,16 +649,7 @@ fn tls_admin_api_and_a_two_key_threshold_through_weir_push() {
     let module = t.s.write("v2-two.wasm", versioned_module(2));
     let two_path = t.s.join("two.wpol");
     let _ = sign(&[&t.ops, &second], NAME, 2, &module, &two_path);
-    let (ok, out) = weir_cli(&[
-        "push",
-        "--to",
-        &url,
-        "--ca-cert",
-        ca,
-        "--token-file",
-        token,
-        two_path.to_str().unwrap(),
-    ]);
+    let (ok, out) = push(&two_path, true);
     assert!(ok, "{out}");
     assert!(
         out.contains(&format!("activated {NAME} version 2 (was 1)")),

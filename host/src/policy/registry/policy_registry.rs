@@ -130,13 +130,7 @@ impl PolicyRegistry {
                 continue;
             }
             let chosen_one = Self::choose(&versions, &options, verified, &spec.bundle, index, now)?;
-            chosen.insert(
-                name,
-                Chosen {
-                    positions: vec![index],
-                    ..chosen_one
-                },
-            );
+            chosen.insert(name, chosen_one);
         }
 
         // Compile every chosen module in parallel, off this thread.
@@ -224,20 +218,17 @@ impl PolicyRegistry {
     ) -> Result<Chosen, RegistryError> {
         let name = configured.manifest().name.clone();
         let version = configured.manifest().version;
-        let Some(highest) = versions.highest(&name) else {
-            return Ok(Chosen {
-                verified: configured,
-                record: true,
-                positions: Vec::new(),
-            });
+        let highest = match versions.highest(&name) {
+            Some(highest) if highest >= version => highest,
+            // Nothing accepted yet, or an older version: the configured bundle runs.
+            _ => {
+                return Ok(Chosen {
+                    verified: configured,
+                    record: true,
+                    positions: vec![index],
+                });
+            }
         };
-        if highest < version {
-            return Ok(Chosen {
-                verified: configured,
-                record: true,
-                positions: Vec::new(),
-            });
-        }
         let stored = versions
             .accepted_bundle(&name)
             .map_err(|source| RegistryError::State { source })?
@@ -296,7 +287,7 @@ impl PolicyRegistry {
         Ok(Chosen {
             verified: stored,
             record: false,
-            positions: Vec::new(),
+            positions: vec![index],
         })
     }
 
