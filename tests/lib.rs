@@ -2,6 +2,7 @@
 
 pub mod bundle_tools;
 pub mod hostile_wat;
+pub mod netns;
 pub mod weir_process;
 
 use std::path::PathBuf;

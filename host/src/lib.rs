@@ -7,6 +7,7 @@
 //!   (`guest-sdk/ABI.md`), [`policy::PolicyRunner`] and [`policy::PolicyChain`].
 
 pub mod admin;
+pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod engine;

@@ -4,6 +4,7 @@
 //! parses the command line and dispatches.
 
 mod bench;
+mod bpf_linker;
 mod demo;
 mod dist;
 mod pipeline_bench;

@@ -35,8 +35,14 @@ pub const CARGO_DENY_VERSION: &str = "0.20.2";
 ///   binary; on Debian 12 qemu-user ships the same emulator as `qemu-aarch64`, but only
 ///   qemu-user-static has the `-static` name and needs no shared libraries) and binutils
 ///   (`readelf`, for the static-linking check).
+/// - for flow capture (`ebpf/`): iproute2 (`ip netns`, veth pairs for the tests), ethtool
+///   (offloads on and off in the GSO tests) and bpftool (the tests check that nothing stays
+///   attached after shutdown).
 const DEBIAN_PACKAGES: &[&str] = &[
     "binaryen",
+    "iproute2",
+    "ethtool",
+    "bpftool",
     "musl-tools",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",
@@ -58,6 +64,11 @@ pub fn run(root: &Path) -> Result<()> {
     ensure_targets(&toolchain)?;
     ensure_components(&toolchain)?;
     ensure_cargo_deny(root)?;
+    let installed = crate::bpf_linker::ensure(root, &toolchain)?;
+    report(
+        &format!("bpf-linker {}", crate::bpf_linker::BPF_LINKER_VERSION),
+        installed,
+    );
     ensure_debian_packages(DEBIAN_PACKAGES)?;
     ensure_pyarrow()?;
     println!("setup: done");

@@ -1,6 +1,7 @@
 //! The `weir` command line: argument parsing and one module per subcommand.
 
 mod admin_client;
+mod capture;
 mod eval;
 mod generate;
 mod inspect;
@@ -13,6 +14,7 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
+pub use capture::CaptureArgs;
 pub use eval::EvalArgs;
 pub use generate::{GenerateArgs, GenerateWhat};
 pub use inspect::InspectArgs;
@@ -71,6 +73,8 @@ pub enum Command {
     Push(PushArgs),
     /// List the policies a running host runs (versions, signers, counters).
     Policies(PoliciesArgs),
+    /// Show live network flows on some interfaces (eBPF; needs root), top-like.
+    Capture(CaptureArgs),
 }
 
 impl Cli {
@@ -91,6 +95,7 @@ impl Cli {
             Command::Verify(args) => verify::run(&args),
             Command::Push(args) => push::run(&args),
             Command::Policies(args) => policies::run(&args),
+            Command::Capture(args) => capture::run(&args),
         }
     }
 

@@ -23,8 +23,8 @@ pub use sink_config::{
     StdoutSinkConfig,
 };
 pub use source_config::{
-    CsvOptions, FileFormat, FileSourceConfig, GenerateKind, GenerateSourceConfig, SchemaConfig,
-    SourceConfig, StdinSourceConfig, UdpSourceConfig, resolve,
+    CsvOptions, EbpfFlowsSourceConfig, FileFormat, FileSourceConfig, GenerateKind,
+    GenerateSourceConfig, SchemaConfig, SourceConfig, StdinSourceConfig, UdpSourceConfig, resolve,
 };
 pub use trust_config::{TrustConfig, TrustKeyConfig};
 pub use units::{ByteSize, HumanDuration};
@@ -436,6 +436,24 @@ impl Config {
             SourceConfig::Generate(c) => {
                 if c.rate == Some(0) {
                     return Err(self.err(key("rate"), "must be more than zero"));
+                }
+            }
+            SourceConfig::EbpfFlows(c) => {
+                if c.map_entries == Some(0) {
+                    return Err(self.err(key("map_entries"), "must be at least 1"));
+                }
+                if let Some(b) = c.ring_buffer
+                    && (!b.0.is_power_of_two() || b.0 < 4096 || b.0 > 1 << 30)
+                {
+                    return Err(self.err(
+                        key("ring_buffer"),
+                        "must be a power of two between 4 KiB and 1 GiB",
+                    ));
+                }
+                if let Err(crate::capture::CaptureError::Config { setting, message }) =
+                    c.options().validate()
+                {
+                    return Err(self.err(key(setting), message));
                 }
             }
         }

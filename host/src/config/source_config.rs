@@ -19,6 +19,8 @@ pub enum SourceConfig {
     Udp(UdpSourceConfig),
     /// Generated records, for demos and benchmarks.
     Generate(GenerateSourceConfig),
+    /// Network flows counted in the kernel by the eBPF program on some interfaces.
+    EbpfFlows(EbpfFlowsSourceConfig),
 }
 
 impl SourceConfig {
@@ -29,7 +31,7 @@ impl SourceConfig {
             Self::File(c) => Some(&c.schema),
             Self::Stdin(c) => Some(&c.schema),
             Self::Udp(c) => Some(&c.schema),
-            Self::Generate(_) => None,
+            Self::Generate(_) | Self::EbpfFlows(_) => None,
         }
     }
 }
@@ -191,6 +193,48 @@ pub struct GenerateSourceConfig {
     /// The random seed (default 1).
     #[serde(default)]
     pub seed: Option<u64>,
+}
+
+/// `type = "ebpf_flows"`: flows counted in the kernel on `interfaces` (docs/capture.md).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EbpfFlowsSourceConfig {
+    /// Interfaces of the host's network namespace, captured on ingress and egress.
+    pub interfaces: Vec<String>,
+    /// Entries of the kernel flow map (default 16384). When it is full, packets travel one
+    /// by one over the ring buffer instead, still counted.
+    #[serde(default)]
+    pub map_entries: Option<u32>,
+    /// Size of that ring buffer (default 1 MiB; a power of two, at least 4 KiB).
+    #[serde(default)]
+    pub ring_buffer: Option<super::ByteSize>,
+    /// A flow ends after this long without a packet (default 15s).
+    #[serde(default)]
+    pub idle_timeout: Option<HumanDuration>,
+    /// A longer flow is ended and a new record started after this long (default 60s).
+    #[serde(default)]
+    pub active_timeout: Option<HumanDuration>,
+    /// How often the kernel map is drained and the timeouts applied (default 1s).
+    #[serde(default)]
+    pub drain_interval: Option<HumanDuration>,
+}
+
+impl EbpfFlowsSourceConfig {
+    /// The capture options these settings give (defaults filled in).
+    #[must_use]
+    pub fn options(&self) -> crate::capture::CaptureOptions {
+        let d = crate::capture::CaptureOptions::default();
+        crate::capture::CaptureOptions {
+            interfaces: self.interfaces.clone(),
+            map_entries: self.map_entries.unwrap_or(d.map_entries),
+            ring_buffer_bytes: self.ring_buffer.map_or(d.ring_buffer_bytes, |b| {
+                u32::try_from(b.0).unwrap_or(u32::MAX)
+            }),
+            idle_timeout: self.idle_timeout.map_or(d.idle_timeout, |t| t.0),
+            active_timeout: self.active_timeout.map_or(d.active_timeout, |t| t.0),
+            drain_interval: self.drain_interval.map_or(d.drain_interval, |t| t.0),
+        }
+    }
 }
 
 /// Where a file path is resolved from.

@@ -188,6 +188,11 @@ impl fmt::Display for RunSummary {
             String::new(),
         ]);
         writeln!(f, "{table}")?;
+        for (name, s) in &self.sources {
+            if let Some(capture) = &s.report.capture {
+                writeln!(f, "capture {name}: {capture}")?;
+            }
+        }
         for error in &self.errors {
             writeln!(f, "error: {error}")?;
         }

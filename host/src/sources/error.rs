@@ -37,6 +37,15 @@ pub enum SourceError {
         /// What is wrong.
         message: String,
     },
+    /// Flow capture could not start or failed.
+    #[error("source {source_name}: {cause}")]
+    Capture {
+        /// The source's name.
+        source_name: String,
+        /// The cause.
+        #[source]
+        cause: crate::capture::CaptureError,
+    },
     /// The pipeline stopped taking chunks (it failed elsewhere).
     #[error("source {source_name}: the pipeline closed")]
     Closed {

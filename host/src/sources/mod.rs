@@ -7,6 +7,7 @@
 //! * `stdin`: NDJSON.
 //! * `udp`: NDJSON datagrams.
 //! * `generate`: flows or sensor readings, for demos and benchmarks.
+//! * `ebpf_flows`: network flows counted in the kernel ([`crate::capture`]).
 //!
 //! A record that does not fit the schema is never dropped: it travels as a
 //! [`Rejected`](crate::pipeline::Rejected) to the dead-letter sink with the reason (see
@@ -19,6 +20,7 @@ pub mod checkpoint_store;
 mod chunk_sender;
 mod columnar_file;
 mod csv_decoder;
+mod ebpf_flows_source;
 mod error;
 mod file_source;
 mod follow_source;
@@ -81,6 +83,9 @@ pub struct SourceReport {
     pub bytes: u64,
     /// Files read completely.
     pub files: u64,
+    /// Flow capture counters (`ebpf_flows` sources).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<crate::capture::CaptureCounters>,
 }
 
 /// Everything a running source needs from the pipeline.
@@ -138,6 +143,7 @@ pub fn open(
         )?),
         SourceConfig::Udp(c) => Box::new(udp_source::UdpSource::open(name, c)?),
         SourceConfig::Generate(c) => generate_source::GenerateSource::open(config, name, c)?,
+        SourceConfig::EbpfFlows(c) => Box::new(ebpf_flows_source::EbpfFlowsSource::open(name, c)?),
     };
     Ok(opened)
 }
