@@ -512,7 +512,80 @@ fn smoke(b: &Built, version: &str, policy: &Path, scratch: &Path) -> Result<Vec<
     ran.push(format!("eval ({SMOKE_ROWS} rows)"));
     let parquet_files = check_file_pipeline(b, &bundle, &public, &scratch)?;
     ran.push(format!("run ({parquet_files} parquet)"));
+    ran.push(check_capture(b)?);
     Ok(ran)
+}
+
+/// `weir capture --json` in a network namespace made for the check, while 5 UDP datagrams of
+/// 100 bytes cross a veth pair from a second one: the embedded eBPF program must load, attach
+/// and count them exactly. Only natively and as root; qemu-user has no `bpf(2)`.
+fn check_capture(b: &Built) -> Result<String> {
+    if !matches!(b.runner, Runner::Native) {
+        return Ok("capture: not run (qemu-user has no bpf(2))".to_owned());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("the capture check needs root (it attaches the eBPF program in a namespace)");
+    }
+    let pid = std::process::id();
+    let (a, b_ns) = (format!("wdistA-{pid}"), format!("wdistB-{pid}"));
+    let ip = |args: &[&str]| util::run(Command::new("ip").args(args));
+    let result = (|| -> Result<String> {
+        ip(&["netns", "add", &a])?;
+        ip(&["netns", "add", &b_ns])?;
+        ip(&[
+            "-n", &a, "link", "add", "wd0", "type", "veth", "peer", "name", "wd1", "netns", &b_ns,
+        ])?;
+        ip(&["-n", &a, "addr", "add", "10.98.0.1/24", "dev", "wd0"])?;
+        ip(&["-n", &b_ns, "addr", "add", "10.98.0.2/24", "dev", "wd1"])?;
+        ip(&["-n", &a, "link", "set", "wd0", "up"])?;
+        ip(&["-n", &b_ns, "link", "set", "wd1", "up"])?;
+        let mut capture = Command::new("ip");
+        capture
+            .args(["netns", "exec", &a])
+            .arg(&b.path)
+            .args(["capture", "--iface", "wd0", "--json", "--duration", "3s"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        println!("$ {}", util::display(&capture));
+        let child = capture.spawn().context("starting weir capture")?;
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // bash's /dev/udp: no other tool needed. A receiver is not needed either: the
+        // datagrams are counted on wd0's ingress before the stack answers them.
+        ip(&[
+            "netns",
+            "exec",
+            &b_ns,
+            "bash",
+            "-c",
+            "for i in 1 2 3 4 5; do head -c 100 /dev/zero > /dev/udp/10.98.0.1/9999; done",
+        ])?;
+        let out = child
+            .wait_with_output()
+            .context("waiting for weir capture")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            bail!(
+                "weir capture failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let flow = stdout
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["dst_port"] == 9999 && v["direction"] == "ingress")
+            .with_context(|| format!("no flow to port 9999 in the capture output:\n{stdout}"))?;
+        if flow["packets"] != 5 || flow["bytes"] != 5 * (14 + 20 + 8 + 100) {
+            bail!("the flow to port 9999 counted {flow}, expected 5 packets, 710 bytes");
+        }
+        println!("  captured: {flow}");
+        Ok("capture (5 packets, 710 bytes, exact)".to_owned())
+    })();
+    for ns in [&a, &b_ns] {
+        let _ = Command::new("ip").args(["netns", "del", ns]).status();
+    }
+    result
 }
 
 /// `weir keygen`, `weir sign` of the smoke policy and `weir verify`, all by the binary under

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: the whole suite, in order, failing fast.
 //!
 //! Steps: setup, fmt check, clippy on the workspace (natively, policies included), clippy on
-//! the wasm crates for wasm32-wasip1, cargo-deny, build-policies, then `cargo test --workspace`
+//! the wasm crates for wasm32-wasip1, clippy on the eBPF program for bpfel-unknown-none,
+//! cargo-deny, build-policies, then `cargo test --workspace`
 //! with `WEIR_POLICY_DIR` pointing at the built modules. Native clippy and tests use
 //! `--all-features`, so optional features (weir-sdk's `arrow`) are checked too. The elapsed time of each step is
 //! printed at the end, also when a step fails.
@@ -68,6 +69,30 @@ fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result
         policies::package_args(&mut cmd, &wasm_crates);
         cmd.args(["--", "-D", "warnings"]);
         util::run(&mut cmd)
+    })?;
+    step(timings, "clippy (bpfel-unknown-none)", || {
+        // The kernel program, for the eBPF target, as aya-build builds it: stable with
+        // RUSTC_BOOTSTRAP for `-Z build-std=core`, in its own target dir so that the
+        // variable never reaches the host build's cache.
+        util::run(
+            util::cargo(root)
+                .args([
+                    "clippy",
+                    "-p",
+                    "weir-ebpf-flows",
+                    "--bins",
+                    "--release",
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env("CARGO_TARGET_DIR", root.join("target").join("ebpf-clippy")),
+        )
     })?;
     step(timings, "cargo-deny", || {
         // No `advisories`: its database is fetched from a host CI cannot reach.

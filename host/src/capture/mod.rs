@@ -21,6 +21,7 @@ pub mod flow_batch;
 mod flow_capture;
 mod flow_program;
 mod flow_table;
+pub mod netns;
 
 pub use capture_counters::CaptureCounters;
 pub use error::CaptureError;
@@ -28,3 +29,4 @@ pub use flow_batch::{FlowBatchBuilder, flow_schema};
 pub use flow_capture::{CaptureOptions, FlowCapture};
 pub use flow_program::{FlowProgram, ProgramStats};
 pub use flow_table::{EndReason, FlowRecord, FlowTable, FlowTotals};
+pub use netns::{NetnsError, in_netns};

@@ -43,9 +43,20 @@ pub struct CaptureArgs {
     /// Print ended flows as NDJSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Capture in this named network namespace (`ip netns add NAME`) instead of the current
+    /// one: the interfaces are that namespace's.
+    #[arg(long)]
+    pub netns: Option<String>,
 }
 
 pub(crate) fn run(args: &CaptureArgs) -> anyhow::Result<()> {
+    match &args.netns {
+        Some(ns) => crate::capture::in_netns(ns, || run_here(args)),
+        None => run_here(args),
+    }
+}
+
+fn run_here(args: &CaptureArgs) -> anyhow::Result<()> {
     let options = CaptureOptions {
         interfaces: args.interfaces.clone(),
         map_entries: args.map_entries,

@@ -5,6 +5,7 @@
 //! release binary, and passes their locations in `$WEIR_POLICY_DIR` and `$WEIR_BIN`. The
 //! pipeline is `examples/sensors/weir.toml`; the data is generated into
 //! `examples/sensors/data/` on the fly. `-- --rows N` changes the amount (default 1,000,000).
+//! Run as root, it then captures network flows in the kernel ([`flows`], `examples/flows`).
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -19,6 +20,8 @@ use arrow_cast::pretty::pretty_format_batches;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::Value;
 use weir_host::sources::generate::write_sensor_ndjson;
+
+mod flows;
 
 const FILES: u64 = 4;
 
@@ -155,10 +158,10 @@ fn weir(args: &[&std::ffi::OsStr]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Makes the operator key and the admin token (once), and signs the three policies. The
-/// version is the signing time in seconds, so every run signs a newer version than the one
-/// the state directory accepted last time.
-fn sign_policies(dir: &Path) -> Result<()> {
+/// Makes the operator key and the admin token in `dir/keys` (once), and signs `names` into
+/// `dir/bundles`. The version is the signing time in seconds, so every run signs a newer
+/// version than the one the state directory accepted last time.
+fn sign_policies(dir: &Path, names: &[&str]) -> Result<()> {
     let keys = dir.join("keys");
     if !keys.join("ops.key").is_file() {
         let _ = std::fs::remove_dir_all(&keys);
@@ -184,7 +187,7 @@ fn sign_policies(dir: &Path) -> Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs()
         .to_string();
-    for name in ["sensor-normalize", "drop-outliers", "redact"] {
+    for &name in names {
         let module = policy_dir().join(format!("{name}.wasm"));
         let bundle = bundles.join(format!("{name}.wpol"));
         let out = weir(&[
@@ -213,7 +216,7 @@ fn main() -> Result<()> {
     let dir = example_dir();
     println!("Weir demo: sensors → sensor-normalize → drop-outliers → redact → Parquet\n");
     println!("0. An operator key; the three policies signed with it (only signed code runs)");
-    sign_policies(&dir)?;
+    sign_policies(&dir, &["sensor-normalize", "drop-outliers", "redact"])?;
     println!("\n1. A sensor stream from four models (different field names and units)");
     let bytes = generate(&dir, rows)?;
     let out = dir.join("out");
@@ -327,5 +330,6 @@ fn main() -> Result<()> {
         bytes as f64 / 1e6 / secs.max(1e-9),
         summary["ready_ms"].as_f64().unwrap_or(0.0)
     );
+    flows::run(&weir_bin(), sign_policies)?;
     Ok(())
 }
