@@ -26,12 +26,13 @@ use weir_host::sources::generate::{AddressFormat, flow_batch, flow_batch_with, s
 
 const BIG: usize = 1 << 20;
 const SMALL: usize = 1024;
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     "sensor-normalize",
     "drop-outliers",
     "redact",
     "flow-filter",
     "bench-filter",
+    "top-talkers",
 ];
 
 fn workspace_target() -> PathBuf {

@@ -3,11 +3,16 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::Float64Type;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use arrow_array::types::{Float64Type, TimestampMicrosecondType, UInt32Type, UInt64Type};
 use arrow_array::{
-    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, UInt8Array, UInt16Array,
-    UInt64Array,
+    Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt8Array, UInt16Array, UInt64Array,
 };
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use weir_host::engine::{Engine, Limits};
 use weir_host::policy::{PolicyError, PolicyRunner};
 use weir_tests::{engine, load, runner};
 
@@ -420,6 +425,310 @@ fn example_filters_fit_the_100_kb_budget() {
         assert!(
             size <= 100_000,
             "{name}.wasm is {size} bytes, over the 100 KB budget"
+        );
+    }
+}
+
+const SECOND: i64 = 1_000_000;
+/// 2026-01-01T00:00:00Z in µs.
+const NEW_YEAR: i64 = 1_767_225_600 * SECOND;
+
+/// Flow records shaped like the `ebpf_flows` source's: more columns than `top-talkers` reads
+/// (`ts_end`, ports, protocol, direction, interface), which it must ignore.
+fn flow_records(rows: &[(i64, &str, &str, u64, u64)]) -> RecordBatch {
+    let ts = |offset: i64| -> ArrayRef {
+        Arc::new(
+            TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.0 + offset))
+                .with_timezone("UTC"),
+        )
+    };
+    let text = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let n = rows.len();
+    RecordBatch::try_from_iter([
+        ("ts", ts(0)),
+        ("ts_end", ts(SECOND)),
+        ("src_addr", text(rows.iter().map(|r| r.1).collect())),
+        ("dst_addr", text(rows.iter().map(|r| r.2).collect())),
+        (
+            "src_port",
+            Arc::new(UInt16Array::from(vec![40_000; n])) as ArrayRef,
+        ),
+        ("proto", Arc::new(UInt8Array::from(vec![6; n])) as ArrayRef),
+        (
+            "packets",
+            Arc::new(rows.iter().map(|r| r.4).collect::<UInt64Array>()) as ArrayRef,
+        ),
+        (
+            "bytes",
+            Arc::new(rows.iter().map(|r| r.3).collect::<UInt64Array>()) as ArrayRef,
+        ),
+        ("direction", text(vec!["egress"; n])),
+        ("interface", text(vec!["eth0"; n])),
+    ])
+    .unwrap()
+}
+
+/// One `top-talkers` output row: window start and end (µs), src, dst, bytes, packets, flows,
+/// rank.
+type Talker = (
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    u64,
+    u64,
+    u64,
+    Option<u32>,
+);
+
+fn talkers(batch: &RecordBatch) -> Vec<Talker> {
+    let ts = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<TimestampMicrosecondType>()
+            .clone()
+    };
+    let count = |name: &str| {
+        batch
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .clone()
+    };
+    let (start, end) = (ts("window_start"), ts("window_end"));
+    let (src, dst) = (column_str(batch, "src_addr"), column_str(batch, "dst_addr"));
+    let (bytes, packets, flows) = (count("bytes"), count("packets"), count("flows"));
+    let rank = batch
+        .column_by_name("rank")
+        .unwrap()
+        .as_primitive::<UInt32Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            (
+                start.value(i),
+                end.value(i),
+                src[i].clone(),
+                dst[i].clone(),
+                bytes.value(i),
+                packets.value(i),
+                flows.value(i),
+                rank.is_valid(i).then(|| rank.value(i)),
+            )
+        })
+        .collect()
+}
+
+fn talker(window: (i64, i64), pair: (&str, &str), sums: (u64, u64, u64), rank: u32) -> Talker {
+    (
+        window.0,
+        window.1,
+        Some(pair.0.into()),
+        Some(pair.1.into()),
+        sums.0,
+        sums.1,
+        sums.2,
+        Some(rank),
+    )
+}
+
+#[test]
+fn top_talkers_ranks_pairs_per_window_across_batches() {
+    let mut r = runner(&engine(), "top-talkers", r#"{"window": 10, "n": 2}"#);
+    let (a, b, c, d) = ("10.0.0.1", "10.0.0.2", "fd00::3", "192.0.2.4");
+    let w = |k: i64| (NEW_YEAR + k * 10 * SECOND, NEW_YEAR + (k + 1) * 10 * SECOND);
+    let at = |s: i64| NEW_YEAR + s * SECOND;
+
+    // Window [0 s, 10 s) opens; nothing closes: zero rows, in the declared output schema.
+    let first = r
+        .process(&flow_records(&[
+            (at(0), a, b, 1_000, 10),
+            (at(2), c, d, 5_000, 4),
+            (at(3), a, b, 2_500, 5),
+            (at(4), b, a, 700, 7),
+        ]))
+        .unwrap();
+    assert_eq!(first.num_rows(), 0);
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let expected = Schema::new(vec![
+        Field::new("window_start", utc.clone(), false),
+        Field::new("window_end", utc, false),
+        Field::new("src_addr", DataType::Utf8, true),
+        Field::new("dst_addr", DataType::Utf8, true),
+        Field::new("bytes", DataType::UInt64, false),
+        Field::new("packets", DataType::UInt64, false),
+        Field::new("flows", DataType::UInt64, false),
+        Field::new("rank", DataType::UInt32, true),
+    ]);
+    assert_eq!(
+        first.schema().fields(),
+        expected.fields(),
+        "only the aggregate's columns: every input column is dropped"
+    );
+
+    // More of window 0 (in any order), then a record of window 1: window 0 closes.
+    let second = r
+        .process(&flow_records(&[
+            (at(12), c, d, 1, 1),
+            (at(9), a, b, 2_000, 20),
+            (at(1), b, a, 9_000, 1),
+        ]))
+        .unwrap();
+    assert_eq!(
+        talkers(&second),
+        [
+            talker(w(0), (b, a), (9_700, 8, 2), 1),
+            talker(w(0), (a, b), (5_500, 35, 3), 2),
+        ],
+        "c → d (5 000 bytes) is third and n is 2"
+    );
+
+    // A record of window 3 closes window 1 (window 2 had no records); a record of the closed
+    // window 0 is late: dropped, not added anywhere.
+    let third = r
+        .process(&flow_records(&[
+            (at(35), a, b, 1, 1),
+            (at(5), c, d, 1_000_000, 1),
+            (at(19), c, d, 3, 2),
+            (at(11), a, d, 4, 1),
+        ]))
+        .unwrap();
+    assert_eq!(
+        talkers(&third),
+        [
+            talker(w(1), (c, d), (4, 3, 2), 1),
+            talker(w(1), (a, d), (4, 1, 1), 2),
+        ],
+        "ties on bytes go to packets"
+    );
+}
+
+#[test]
+fn top_talkers_matches_a_reference_on_generated_flows() {
+    // 30 000 records, 1 ms apart from 2026-01-01T00:00:00Z, from the `generate` source's flow
+    // generator, in three batches; 2 s windows.
+    let all = weir_host::sources::generate::flow_batch(30_000, 9);
+    let mut r = runner(&engine(), "top-talkers", r#"{"window": 2, "n": 5}"#);
+    let mut got = Vec::new();
+    for k in 0..3 {
+        let out = r.process(&all.slice(k * 10_000, 10_000)).unwrap();
+        assert!(out.num_rows() > 0, "batch {k} closes windows");
+        got.extend(talkers(&out));
+    }
+
+    let ts = all
+        .column_by_name("ts")
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>();
+    let (src, dst) = (column_str(&all, "src_addr"), column_str(&all, "dst_addr"));
+    let count = |name: &str| {
+        all.column_by_name(name)
+            .unwrap()
+            .as_primitive::<UInt64Type>()
+            .clone()
+    };
+    let (bytes, packets) = (count("bytes"), count("packets"));
+    let window = 2 * SECOND;
+    // Per window start: per (src, dst), (bytes, packets, flows).
+    type Sums = HashMap<(String, String), (u64, u64, u64)>;
+    let mut sums: BTreeMap<i64, Sums> = BTreeMap::new();
+    for i in 0..all.num_rows() {
+        let start = ts.value(i).div_euclid(window) * window;
+        let pair = (src[i].clone().unwrap(), dst[i].clone().unwrap());
+        let s = sums.entry(start).or_default().entry(pair).or_default();
+        *s = (s.0 + bytes.value(i), s.1 + packets.value(i), s.2 + 1);
+    }
+    let latest = ts.values().iter().copied().max().unwrap();
+    let mut expected = Vec::new();
+    for (start, pairs) in sums {
+        if start + window > latest {
+            continue; // still open
+        }
+        let mut ranked: Vec<_> = pairs.into_iter().collect();
+        ranked.sort_by(|(pa, a), (pb, b)| {
+            (b.0, b.1, b.2)
+                .cmp(&(a.0, a.1, a.2))
+                .then_with(|| pa.cmp(pb))
+        });
+        for (rank, ((s, d), sums)) in (1..).zip(ranked.into_iter().take(5)) {
+            expected.push(talker((start, start + window), (&s, &d), sums, rank));
+        }
+    }
+    assert_eq!(
+        expected.len(),
+        14 * 5,
+        "windows [0 s, 28 s) closed, [28 s, 30 s) open"
+    );
+    assert_eq!(got, expected);
+}
+
+#[test]
+fn top_talkers_sums_pairs_beyond_max_pairs_into_an_overflow_row() {
+    // 100 010 distinct pairs (two distinct addresses each) against the default `max_pairs` of
+    // 100 000, in four batches: the state must fit the default memory cap (64 MiB). The batch
+    // deadline is relaxed only because the test machine may be loaded.
+    let engine = Engine::new(Limits {
+        batch_deadline: Duration::from_secs(5),
+        ..Limits::default()
+    })
+    .unwrap();
+    assert_eq!(Limits::default().memory_bytes, 64 << 20);
+    let mut r = runner(&engine, "top-talkers", r#"{"n": 3}"#);
+    let pairs = 100_010u64;
+    let addresses: Vec<(String, String)> = (0..pairs)
+        .map(|i| {
+            let [_, a, b, c] = u32::try_from(i).unwrap().to_be_bytes();
+            (format!("10.{a}.{b}.{c}"), format!("fd00::{i:x}"))
+        })
+        .collect();
+    for chunk in (0..pairs).collect::<Vec<_>>().chunks(25_003) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|&i| {
+                let (s, d) = &addresses[usize::try_from(i).unwrap()];
+                (NEW_YEAR, s.as_str(), d.as_str(), i + 1, 1)
+            })
+            .collect();
+        assert_eq!(r.process(&flow_records(&rows)).unwrap().num_rows(), 0);
+    }
+    let out = r
+        .process(&flow_records(&[(NEW_YEAR + 10 * SECOND, "a", "b", 1, 1)]))
+        .unwrap();
+    let w = (NEW_YEAR, NEW_YEAR + 10 * SECOND);
+    let addr = |i: usize| (addresses[i].0.as_str(), addresses[i].1.as_str());
+    // The first 100 000 pairs are held; the top three of them by bytes are the last three.
+    let overflow: u64 = (100_001..=pairs).sum();
+    assert_eq!(
+        talkers(&out),
+        [
+            talker(w, addr(99_999), (100_000, 1, 1), 1),
+            talker(w, addr(99_998), (99_999, 1, 1), 2),
+            talker(w, addr(99_997), (99_998, 1, 1), 3),
+            (w.0, w.1, None, None, overflow, 10, 10, None),
+        ]
+    );
+}
+
+#[test]
+fn top_talkers_refuses_bad_parameters_at_init() {
+    let engine = engine();
+    for (params, key) in [
+        (
+            r#"{"window": 0}"#,
+            "window: must be between 1 and 86400, got 0",
+        ),
+        (r#"{"n": 0}"#, "n: must be between 1 and 10000"),
+        (
+            r#"{"max_pairs": 5000000}"#,
+            "max_pairs: must be between 1 and 1000000",
+        ),
+        (r#"{"top": 5}"#, "unknown field `top`"),
+    ] {
+        let err = PolicyRunner::new(load(&engine, "top-talkers"), params.as_bytes().to_vec())
+            .unwrap_err();
+        assert!(
+            matches!(&err, PolicyError::Config { message } if message.contains(key)),
+            "{params}: {err}"
         );
     }
 }

@@ -128,6 +128,12 @@
 //! independently, or keep state in `&mut P`. [`Batch::row_offset`] and [`Batch::batch_seq`] say
 //! where a call's rows come from.
 //!
+//! An **aggregate** is a transform with `passthrough = "none"`: it always gets whole batches,
+//! its `writes` need not resemble its `reads`, and it may return any number of rows (zero
+//! included) per batch. With `&mut P` it keeps totals across batches; that state lives in the
+//! module instance and is lost whenever the host replaces the instance (after a failed batch, on
+//! a hot swap, on restart). `policies/top-talkers` in the Weir repository is a complete example.
+//!
 //! # Reading columns
 //!
 //! [`Batch`] hands out views that borrow the module's memory, no copies: [`PrimitiveView`] for

@@ -59,8 +59,16 @@ pub fn flow_batch(rows: usize, seed: u64) -> RecordBatch {
 /// [`flow_batch`] with addresses in the given format.
 #[must_use]
 pub fn flow_batch_with(rows: usize, seed: u64, format: AddressFormat) -> RecordBatch {
+    flow_batch_at(rows, seed, 0, format)
+}
+
+/// [`flow_batch_with`] for rows `first_row..first_row + rows` of a longer stream: timestamps
+/// go on from where the previous batch stopped (one flow per millisecond from
+/// 2026-01-01T00:00:00Z), so time-windowed policies see a stream that moves forward.
+#[must_use]
+pub fn flow_batch_at(rows: usize, seed: u64, first_row: u64, format: AddressFormat) -> RecordBatch {
     let mut rng = StdRng::seed_from_u64(seed);
-    let start = 1_767_225_600_000_000i64; // 2026-01-01T00:00:00Z in µs
+    let start = 1_767_225_600_000_000i64 + i64::try_from(first_row).unwrap_or(0) * 1_000;
     let ts: TimestampMicrosecondArray =
         TimestampMicrosecondArray::from_iter_values((0..rows).map(|i| start + i as i64 * 1_000));
     let ts = ts.with_timezone("UTC");

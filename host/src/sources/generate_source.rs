@@ -7,7 +7,7 @@ use std::time::Duration;
 use arrow_schema::SchemaRef;
 use tokio::task::JoinHandle;
 
-use super::generate::{flow_batch, flow_schema, sensor_batch};
+use super::generate::{AddressFormat, flow_batch_at, flow_schema, sensor_batch};
 use super::{SchemaOrigin, Source, SourceContext, SourceError, SourceReport};
 use crate::config::{Config, GenerateKind, GenerateSourceConfig};
 use crate::pipeline::SourceChunk;
@@ -84,7 +84,7 @@ impl GenerateSource {
             }
             let rows = usize::try_from(chunk_rows).unwrap_or(usize::MAX);
             let batch = match self.cfg.kind {
-                GenerateKind::Flows => flow_batch(rows, seed),
+                GenerateKind::Flows => flow_batch_at(rows, seed, report.rows, AddressFormat::Text),
                 GenerateKind::Sensors => sensor_batch(rows, seed),
             };
             seed = seed.wrapping_add(1);
