@@ -1,6 +1,7 @@
 //! Helpers shared by Weir's integration tests: engines, built policy modules, hostile modules.
 
 pub mod bundle_tools;
+pub mod flow_rows;
 pub mod hostile_wat;
 pub mod netns;
 pub mod weir_process;

@@ -1,5 +1,7 @@
 //! `cargo xtask bench`: builds the policies, runs the policy benchmarks and prints the summary
-//! the bench writes to `target/bench/summary.json`.
+//! the bench writes to `target/bench/summary.json`, with the pipeline, hot-swap and
+//! flow-capture figures merged in. Needs root (the flow-capture bench creates network
+//! namespaces and loads eBPF programs).
 
 use std::path::{Path, PathBuf};
 
@@ -49,9 +51,18 @@ struct Figure {
     unit: String,
 }
 
-/// Runs `cargo bench -p weir-host --bench policies -- <criterion_args>` and prints the summary.
-/// Fails if the summary is missing or any row missed its target.
+/// Runs `cargo bench -p weir-host --bench policies -- <criterion_args>`, then the pipeline,
+/// hot-swap and flow-capture benches, and prints the merged summary. Fails when not root, if a
+/// summary is missing or any row missed its target.
 pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
+    // Checked first, not after the long criterion run.
+    if !is_root()? {
+        bail!(
+            "`cargo xtask bench` includes the flow-capture benchmark (tests/benches/capture.rs), \
+             which needs root: it creates network namespaces and loads eBPF programs. Run it as \
+             root"
+        );
+    }
     policies::build(root).context("build-policies failed")?;
     let summary = summary_path(root)?;
     if summary.exists() {
@@ -80,6 +91,9 @@ pub fn run(root: &Path, criterion_args: &[String]) -> Result<()> {
     let (swap_rows, swap_figures) = swap_bench(root)?;
     rows.extend(swap_rows);
     figures.extend(swap_figures);
+    let (capture_rows, capture_figures) = capture_bench(root)?;
+    rows.extend(capture_rows);
+    figures.extend(capture_figures);
     for (key, extra) in [("rows", rows), ("figures", figures)] {
         if let Some(list) = raw.get_mut(key).and_then(Value::as_array_mut) {
             list.extend(extra);
@@ -123,12 +137,46 @@ fn swap_bench(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
         .env("WEIR_POLICY_DIR", policies::output_dir(root))
         .env("WEIR_SWAP_SUMMARY", &out);
     util::run(&mut cmd).context("the swap benchmark failed")?;
+    rows_and_figures(&out)
+}
+
+/// Runs `cargo bench -p weir-tests --bench capture` (flow capture on a veth pair between two
+/// network namespaces: per-packet overhead of the eBPF program, user-space CPU per 10k
+/// flows/s; needs root) and returns its rows and figures.
+fn capture_bench(root: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
+    let out = summary_path(root)?.with_file_name("capture.json");
+    if out.exists() {
+        std::fs::remove_file(&out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    let mut cmd = util::cargo(root);
+    cmd.args(["bench", "-p", "weir-tests", "--bench", "capture"])
+        .env("WEIR_CAPTURE_SUMMARY", &out);
+    util::run(&mut cmd).context("the capture benchmark failed")?;
+    rows_and_figures(&out)
+}
+
+/// The `rows` and `figures` lists of a bench's JSON summary at `path`.
+fn rows_and_figures(path: &Path) -> Result<(Vec<Value>, Vec<Value>)> {
     let raw: Value = serde_json::from_slice(
-        &std::fs::read(&out).with_context(|| format!("reading {}", out.display()))?,
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
     )
-    .with_context(|| format!("parsing {}", out.display()))?;
+    .with_context(|| format!("parsing {}", path.display()))?;
     let list = |key: &str| raw[key].as_array().cloned().unwrap_or_default();
     Ok((list("rows"), list("figures")))
+}
+
+/// Whether this process runs with effective user id 0 (from `/proc/self/status`: xtask does
+/// not link libc).
+fn is_root() -> Result<bool> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    // `Uid:` real, effective, saved, filesystem.
+    let effective = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .context("no effective uid in /proc/self/status")?;
+    Ok(effective == "0")
 }
 
 fn print_summary(summary: &Summary) {

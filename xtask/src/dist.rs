@@ -551,14 +551,16 @@ fn check_capture(b: &Built) -> Result<String> {
         let child = capture.spawn().context("starting weir capture")?;
         std::thread::sleep(std::time::Duration::from_millis(1500));
         // bash's /dev/udp: no other tool needed. A receiver is not needed either: the
-        // datagrams are counted on wd0's ingress before the stack answers them.
+        // datagrams are counted on wd0's ingress before the stack answers them (the ICMP
+        // "port unreachable" replies are flows of their own).
         ip(&[
             "netns",
             "exec",
             &b_ns,
             "bash",
             "-c",
-            "for i in 1 2 3 4 5; do head -c 100 /dev/zero > /dev/udp/10.98.0.1/9999; done",
+            // One socket (fd 3) for all five, so they are one flow.
+            "exec 3>/dev/udp/10.98.0.1/9999; for i in 1 2 3 4 5; do head -c 100 /dev/zero >&3; done",
         ])?;
         let out = child
             .wait_with_output()

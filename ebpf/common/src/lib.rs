@@ -95,12 +95,13 @@ pub struct FlowValue {
     /// Frame bytes seen (Ethernet header included, no FCS), as on the wire: a GSO/GRO packet
     /// of `n` segments counts `skb->len + (n - 1) × headers`, each segment's own headers.
     pub bytes: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the first packet.
+    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC at the kernel's tick) of the first packet.
     pub first_seen_ns: u64,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) of the latest packet.
+    /// `bpf_ktime_get_coarse_ns()` of the latest packet.
     pub last_seen_ns: u64,
     /// Union of the TCP flags seen (the 8 bits of byte 13 of the TCP header); 0 for non-TCP.
-    /// A `u32` so that the kernel program can update it with one atomic OR.
+    /// A `u32`, room for an atomic OR; the program uses a plain `|=` (the BPF target has no
+    /// atomic OR below `-mcpu=v3`), see docs/capture.md.
     pub tcp_flags: u32,
     /// Explicit padding; always zero.
     pub _pad: [u8; 4],
@@ -112,7 +113,7 @@ pub struct FlowValue {
 pub struct FlowEvent {
     /// The packet's flow.
     pub key: FlowKey,
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when it was seen.
+    /// `bpf_ktime_get_coarse_ns()` when it was seen.
     pub timestamp_ns: u64,
     /// Frame bytes, counted as for [`FlowValue::bytes`].
     pub bytes: u32,

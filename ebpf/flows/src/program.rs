@@ -9,7 +9,7 @@ use core::intrinsics::{AtomicOrdering, atomic_xadd};
 use aya_ebpf::{
     EbpfContext as _,
     bindings::{BPF_NOEXIST, TC_ACT_PIPE},
-    helpers::bpf_ktime_get_ns,
+    helpers::generated::bpf_ktime_get_coarse_ns,
     macros::{classifier, map},
     maps::{Array, HashMap, PerCpuArray, RingBuf},
     programs::TcContext,
@@ -47,6 +47,9 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const IPV6_HLEN: usize = 40;
 /// IPv6 extension headers walked before giving up on finding the transport header.
 const MAX_IPV6_EXT: usize = 4;
+/// Offsets beyond this are read through the helper only (it keeps the verifier's range of
+/// packet offsets small; real headers end far earlier).
+const MAX_HEADER_OFFSET: usize = 4096;
 const E2BIG: i32 = 7;
 const ENOMEM: i32 = 12;
 const EEXIST: i32 = 17;
@@ -75,7 +78,14 @@ fn observe(ctx: &TcContext, direction: u8) {
     let skb = ctx.as_ptr().cast::<aya_ebpf::bindings::__sk_buff>();
     // SAFETY: `skb` is the context pointer the kernel passed to this program; the verifier
     // allows reading these `__sk_buff` fields.
-    let (len, ifindex, gso_segs) = unsafe { ((*skb).len, (*skb).ifindex, (*skb).gso_segs) };
+    let (len, ifindex, gso_segs, gso_size) = unsafe {
+        (
+            (*skb).len,
+            (*skb).ifindex,
+            (*skb).gso_segs,
+            (*skb).gso_size,
+        )
+    };
     let epoch = FLOW_EPOCH.get(0).map_or(0, |e| (*e & 1) as u8);
     let mut key = FlowKey {
         ifindex,
@@ -89,11 +99,24 @@ fn observe(ctx: &TcContext, direction: u8) {
         Err(Skip::Truncated) => return count(COUNTER_TRUNCATED),
     };
     // A GSO (egress) or GRO (ingress) packet carries `gso_segs` wire segments, each with its
-    // own copy of the headers; `skb->len` holds one copy. Count what the wire carries.
-    let packets = u64::from(if gso_segs == 0 { 1 } else { gso_segs });
-    let bytes = u64::from(len) + (packets - 1) * parsed.headers;
+    // own copy of the headers; `skb->len` holds one copy. Count what the wire carries. A
+    // packet that came with a virtio header (tap, vhost, `PACKET_VNET_HDR`) has its
+    // `gso_size` set but `gso_segs` still 0 until the kernel segments it: count the segments
+    // its payload makes.
+    let len = u64::from(len);
+    let segments = if gso_segs > 0 {
+        u64::from(gso_segs)
+    } else if gso_size > 0 && len > parsed.headers {
+        (len - parsed.headers).div_ceil(u64::from(gso_size))
+    } else {
+        1
+    };
+    let packets = segments.max(1);
+    let bytes = len + (packets - 1) * parsed.headers;
+    // The coarse clock (the kernel's tick, 4 ms at HZ=250) is cheaper than the precise one
+    // per packet, and flow times need no finer grain.
     // SAFETY: a helper without arguments or preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
     account(&key, packets, bytes, parsed.tcp_flags, now);
 }
 
@@ -194,9 +217,20 @@ fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, Skip> {
     })
 }
 
-/// `bpf_skb_load_bytes` of a `T` at `offset`; a short packet is `Skip::Truncated`.
+/// A `T` at `offset`: read straight from the packet when the bytes are in its linear part
+/// (headers nearly always are; a direct read costs a bounds check, where the
+/// `bpf_skb_load_bytes` helper costs a call), else through that helper, which also reads
+/// paged data. A short packet is `Skip::Truncated`.
 #[inline(always)]
 fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Skip> {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if offset < MAX_HEADER_OFFSET && start + offset + size_of::<T>() <= end {
+        // SAFETY: `start..end` is the packet's linear data, which the kernel keeps readable
+        // for this program run, and `offset + size_of::<T>()` lies inside it (checked just
+        // above, in a form the verifier tracks). `T` is a plain integer or byte array, valid
+        // for any bytes, and `read_unaligned` needs no alignment.
+        return Ok(unsafe { ((start + offset) as *const T).read_unaligned() });
+    }
     ctx.load::<T>(offset).map_err(|_| Skip::Truncated)
 }
 
