@@ -78,14 +78,8 @@ fn observe(ctx: &TcContext, direction: u8) {
     let skb = ctx.as_ptr().cast::<aya_ebpf::bindings::__sk_buff>();
     // SAFETY: `skb` is the context pointer the kernel passed to this program; the verifier
     // allows reading these `__sk_buff` fields.
-    let (len, ifindex, gso_segs, gso_size) = unsafe {
-        (
-            (*skb).len,
-            (*skb).ifindex,
-            (*skb).gso_segs,
-            (*skb).gso_size,
-        )
-    };
+    let (len, ifindex, gso_segs, gso_size) =
+        unsafe { ((*skb).len, (*skb).ifindex, (*skb).gso_segs, (*skb).gso_size) };
     let epoch = FLOW_EPOCH.get(0).map_or(0, |e| (*e & 1) as u8);
     let mut key = FlowKey {
         ifindex,
