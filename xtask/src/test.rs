@@ -154,9 +154,9 @@ fn print_timings(timings: &[(&'static str, Duration)]) {
     println!("\nstep timings:");
     let total: Duration = timings.iter().map(|(_, d)| *d).sum();
     for (name, elapsed) in timings {
-        println!("  {name:<24} {:>8.1} s", elapsed.as_secs_f64());
+        println!("  {name:<28} {:>8.1} s", elapsed.as_secs_f64());
     }
-    println!("  {:<24} {:>8.1} s", "total", total.as_secs_f64());
+    println!("  {:<28} {:>8.1} s", "total", total.as_secs_f64());
 }
 
 #[cfg(test)]
