@@ -550,18 +550,16 @@ fn check_capture(b: &Built) -> Result<String> {
         println!("$ {}", util::display(&capture));
         let child = capture.spawn().context("starting weir capture")?;
         std::thread::sleep(std::time::Duration::from_millis(1500));
-        // bash's /dev/udp: no other tool needed. A receiver is not needed either: the
-        // datagrams are counted on wd0's ingress before the stack answers them (the ICMP
-        // "port unreachable" replies are flows of their own).
-        ip(&[
-            "netns",
-            "exec",
-            &b_ns,
-            "bash",
-            "-c",
-            // One socket (fd 3) for all five, so they are one flow.
-            "exec 3>/dev/udp/10.98.0.1/9999; for i in 1 2 3 4 5; do head -c 100 /dev/zero >&3; done",
-        ])?;
+        // A receiver in A (so no "port unreachable" comes back and refuses the next send)
+        // and one sender socket in B, so the five datagrams are one flow.
+        let receiver = in_netns(&a, || std::net::UdpSocket::bind("10.98.0.1:9999"))?;
+        let sender = in_netns(&b_ns, || std::net::UdpSocket::bind("10.98.0.2:0"))?;
+        for _ in 0..5 {
+            sender
+                .send_to(&[0u8; 100], "10.98.0.1:9999")
+                .context("sending a datagram")?;
+        }
+        drop((sender, receiver));
         let out = child
             .wait_with_output()
             .context("waiting for weir capture")?;
@@ -632,6 +630,27 @@ fn check_signing(b: &Built, policy: &Path, scratch: &Path) -> Result<(PathBuf, P
         );
     }
     Ok((bundle, public))
+}
+
+/// Runs `f` on a thread that has entered network namespace `name` (sockets it makes stay
+/// there).
+fn in_netns<T: Send>(name: &str, f: impl FnOnce() -> std::io::Result<T> + Send) -> Result<T> {
+    let path = format!("/run/netns/{name}");
+    std::thread::scope(|s| {
+        s.spawn(|| -> Result<T> {
+            let ns = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
+            // SAFETY: `ns` is an open namespace file; setns changes only this thread's
+            // network namespace, and the thread ends when `f` returns.
+            let rc =
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) };
+            if rc != 0 {
+                bail!("setns({path}): {}", std::io::Error::last_os_error());
+            }
+            f().with_context(|| format!("in network namespace {name}"))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread in {name} panicked"))?
+    })
 }
 
 /// Runs the binary with `args`; returns stdout. Fails on a non-zero exit, with stderr.
