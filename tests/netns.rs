@@ -117,24 +117,11 @@ impl Testbed {
         })
     }
 
-    /// Runs `f` on a thread that has entered namespace `ns`. Sockets created there stay in
-    /// that namespace; interface names and indexes are that namespace's.
+    /// Runs `f` on a thread that has entered namespace `ns` (the host's
+    /// [`weir_host::capture::in_netns`]). Sockets created there stay in that namespace;
+    /// interface names and indexes are that namespace's.
     pub fn in_netns<T: Send>(ns: &str, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        let path = format!("/run/netns/{ns}");
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                let file = std::fs::File::open(&path).with_context(|| format!("opening {path}"))?;
-                // SAFETY: `file` is an open namespace file; setns only changes this thread's
-                // network namespace, and the thread ends when `f` returns.
-                let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-                if rc != 0 {
-                    bail!("setns({path}): {}", std::io::Error::last_os_error());
-                }
-                f()
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("thread in {ns} panicked"))?
-        })
+        weir_host::capture::in_netns(ns, f)
     }
 }
 

@@ -120,35 +120,38 @@ impl FlowTable {
     /// `active_timeout` old at `now_ns`, and appends them to `out`.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<FlowRecord>) {
         let (idle, active) = (self.idle_timeout_ns, self.active_timeout_ns);
-        self.flows.retain(|key, totals| {
-            let reason = if now_ns.saturating_sub(totals.last_ns) >= idle {
-                EndReason::IdleTimeout
+        self.end_where(out, |_, totals| {
+            if now_ns.saturating_sub(totals.last_ns) >= idle {
+                Some(EndReason::IdleTimeout)
             } else if now_ns.saturating_sub(totals.first_ns) >= active {
-                EndReason::ActiveTimeout
+                Some(EndReason::ActiveTimeout)
             } else {
-                return true;
-            };
-            out.push(FlowRecord {
-                key: *key,
-                totals: *totals,
-                reason,
-            });
-            false
+                None
+            }
         });
     }
 
     /// Ends every flow seen on `ifindex` with `reason`.
     pub fn end_interface(&mut self, ifindex: u32, reason: EndReason, out: &mut Vec<FlowRecord>) {
-        self.flows.retain(|key, totals| {
-            if key.ifindex != ifindex {
-                return true;
+        self.end_where(out, |key, _| (key.ifindex == ifindex).then_some(reason));
+    }
+
+    /// Moves every flow `ends` gives a reason for into `out`.
+    fn end_where(
+        &mut self,
+        out: &mut Vec<FlowRecord>,
+        ends: impl Fn(&FlowKey, &FlowTotals) -> Option<EndReason>,
+    ) {
+        self.flows.retain(|key, totals| match ends(key, totals) {
+            Some(reason) => {
+                out.push(FlowRecord {
+                    key: *key,
+                    totals: *totals,
+                    reason,
+                });
+                false
             }
-            out.push(FlowRecord {
-                key: *key,
-                totals: *totals,
-                reason,
-            });
-            false
+            None => true,
         });
     }
 
