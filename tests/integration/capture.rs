@@ -162,10 +162,15 @@ fn check_tcp(
             hdrs * u64::from(tcp.client_info.segs_out) + 8 + tcp.client_info.bytes_sent,
             "client bytes from TCP_INFO: {tcp:?}"
         );
-        assert_eq!(
-            wire_down.bytes,
-            hdrs * wire_down.packets + 8 + tcp.server_info.bytes_sent,
-            "server bytes from its segment count: {tcp:?}"
+        // The receiver's ACKs may carry SACK blocks when segments arrive out of order
+        // (seen under load on a 2-core machine: 61 ACKs with 12 more option bytes each),
+        // which no retransmission counter shows; its exact bytes are the sniffer's, compared
+        // above. Here: at least the plain headers, and whole 32-bit words of options more.
+        let plain = hdrs * wire_down.packets + 8 + tcp.server_info.bytes_sent;
+        assert!(
+            wire_down.bytes >= plain && (wire_down.bytes - plain) % 4 == 0,
+            "server bytes {} from its segment count ({plain} without SACK options): {tcp:?}",
+            wire_down.bytes
         );
     } else {
         eprintln!(
