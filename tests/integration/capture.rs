@@ -168,7 +168,7 @@ fn check_tcp(
         // above. Here: at least the plain headers, and whole 32-bit words of options more.
         let plain = hdrs * wire_down.packets + 8 + tcp.server_info.bytes_sent;
         assert!(
-            wire_down.bytes >= plain && (wire_down.bytes - plain) % 4 == 0,
+            wire_down.bytes >= plain && (wire_down.bytes - plain).is_multiple_of(4),
             "server bytes {} from its segment count ({plain} without SACK options): {tcp:?}",
             wire_down.bytes
         );
