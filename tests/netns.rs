@@ -216,21 +216,10 @@ pub fn icmp_echo(bed: &Testbed, v6: bool, count: u16, payload_len: usize) -> Res
         ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
         // SAFETY: `fd` is a fresh descriptor nothing else owns.
         let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-        let timeout = libc::timeval {
-            tv_sec: 2,
-            tv_usec: 0,
-        };
-        // SAFETY: `timeout` is a valid timeval for the duration of the call.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVTIMEO,
-                (&raw const timeout).cast(),
-                size_of::<libc::timeval>() as libc::socklen_t,
-            )
-        };
-        ensure!(rc == 0, "SO_RCVTIMEO: {}", std::io::Error::last_os_error());
+        // std's datagram calls (sendto, recv, SO_RCVTIMEO) work on any datagram-like socket;
+        // `UdpSocket` is only the wrapper that offers them for this raw one.
+        let sender = UdpSocket::from(fd);
+        sender.set_read_timeout(Some(Duration::from_secs(2)))?;
         let (request, reply) = if v6 { (128_u8, 129_u8) } else { (8, 0) };
         for seq in 0..count {
             let mut pkt = vec![request, 0, 0, 0];
@@ -242,57 +231,21 @@ pub fn icmp_echo(bed: &Testbed, v6: bool, count: u16, payload_len: usize) -> Res
                 let sum = checksum(&pkt);
                 pkt[2..4].copy_from_slice(&sum.to_be_bytes());
             }
-            let rc = if v6 {
-                // SAFETY: all-zero is a valid sockaddr_in6.
-                let mut sa: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-                sa.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sa.sin6_addr.s6_addr = A_V6.octets();
-                // SAFETY: `pkt` and `sa` are valid for the given lengths during the call.
-                unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in6>() as libc::socklen_t,
-                    )
-                }
+            // Port 0: ignored by raw IPv4 sockets, "this socket's protocol" for raw IPv6 ones.
+            let to = if v6 {
+                SocketAddr::new(IpAddr::V6(A_V6), 0)
             } else {
-                // SAFETY: all-zero is a valid sockaddr_in.
-                let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-                sa.sin_family = libc::AF_INET as libc::sa_family_t;
-                sa.sin_addr.s_addr = u32::from_ne_bytes(A_V4.octets());
-                // SAFETY: `pkt` and `sa` are valid for the given lengths during the call.
-                unsafe {
-                    libc::sendto(
-                        fd.as_raw_fd(),
-                        pkt.as_ptr().cast(),
-                        pkt.len(),
-                        0,
-                        (&raw const sa).cast(),
-                        size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                    )
-                }
+                SocketAddr::new(IpAddr::V4(A_V4), 0)
             };
-            ensure!(rc >= 0, "sendto: {}", std::io::Error::last_os_error());
+            sender.send_to(&pkt, to).context("sendto")?;
             // Wait for the matching reply (a raw socket also sees other ICMP traffic).
             let mut buf = [0_u8; 2048];
             loop {
-                // SAFETY: `buf` is valid for writes of its length during the call.
-                let n =
-                    unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
-                ensure!(
-                    n >= 0,
-                    "waiting for echo reply {seq}: {}",
-                    std::io::Error::last_os_error()
-                );
+                let n = sender
+                    .recv(&mut buf)
+                    .with_context(|| format!("waiting for echo reply {seq}"))?;
                 // An ICMPv4 raw socket receives the IP header too; ICMPv6 does not.
-                let icmp = if v6 {
-                    &buf[..n as usize]
-                } else {
-                    &buf[20.min(n as usize)..n as usize]
-                };
+                let icmp = if v6 { &buf[..n] } else { &buf[20.min(n)..n] };
                 if icmp.len() >= 8
                     && icmp[0] == reply
                     && icmp[4..6] == ident.to_be_bytes()

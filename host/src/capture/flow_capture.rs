@@ -180,11 +180,6 @@ impl FlowCapture {
         self.batches.build(records, &WallClock::now())
     }
 
-    /// The program, for statistics.
-    pub fn program_mut(&mut self) -> &mut FlowProgram {
-        &mut self.program
-    }
-
     /// Detaches from every interface, drains what was counted, and ends every flow
     /// (`shutdown`). Returns those records and the final counters. Call it once, last
     /// ([`batch`](Self::batch) still works afterwards).
