@@ -39,6 +39,11 @@ pub const EVENTS_MAP: &str = "FLOW_EVENTS";
 pub const COUNTERS_MAP: &str = "FLOW_COUNTERS";
 /// Name of the one-entry `ARRAY` of `u32` holding the current epoch (see [`FlowKey::epoch`]).
 pub const EPOCH_MAP: &str = "FLOW_EPOCH";
+/// Name of the one-entry `ARRAY` of [`ClockSample`] that [`CLOCK_PROGRAM`] writes.
+pub const CLOCK_MAP: &str = "FLOW_CLOCK";
+/// Name of the classifier that is never attached: user space test-runs it
+/// (`BPF_PROG_TEST_RUN`) to read a [`ClockSample`].
+pub const CLOCK_PROGRAM: &str = "flows_clock";
 
 /// Counter: the flow map was full, so the packet went to the ring buffer as a [`FlowEvent`].
 pub const COUNTER_MAP_FULL: u32 = 0;
@@ -53,8 +58,9 @@ pub const COUNTER_MAP_ERROR: u32 = 4;
 /// Number of counters (the per-CPU array's size).
 pub const COUNTERS: u32 = 5;
 
-/// The identity of a flow: the key of the flow map.
-#[repr(C)]
+/// The identity of a flow: the key of the flow map. Aligned to 8 bytes so that the program
+/// zeroes a fresh key with six 8-byte stores.
+#[repr(C, align(8))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
     /// Source address, network byte order (IPv4 in bytes `0..4`).
@@ -95,10 +101,12 @@ pub struct FlowValue {
     /// Frame bytes seen (Ethernet header included, no FCS), as on the wire: a GSO/GRO packet
     /// of `n` segments counts `skb->len + (n - 1) × headers`, each segment's own headers.
     pub bytes: u64,
-    /// `bpf_ktime_get_coarse_ns()` (CLOCK_MONOTONIC at the kernel's tick) of the first packet.
-    pub first_seen_ns: u64,
-    /// `bpf_ktime_get_coarse_ns()` of the latest packet.
-    pub last_seen_ns: u64,
+    /// `bpf_jiffies64()` (the kernel's tick count) at the first packet. Reading it costs one
+    /// load, where a clock helper costs a call per packet; user space turns ticks into
+    /// `CLOCK_MONOTONIC` with a [`ClockSample`] pair.
+    pub first_seen_jiffies: u64,
+    /// `bpf_jiffies64()` at the latest packet.
+    pub last_seen_jiffies: u64,
     /// Union of the TCP flags seen (the 8 bits of byte 13 of the TCP header); 0 for non-TCP.
     /// A `u32`, room for an atomic OR; the program uses a plain `|=` (the BPF target has no
     /// atomic OR below `-mcpu=v3`), see docs/capture.md.
@@ -107,14 +115,27 @@ pub struct FlowValue {
     pub _pad: [u8; 4],
 }
 
+/// The kernel's tick count and `CLOCK_MONOTONIC` read together, by the [`CLOCK_PROGRAM`] into
+/// entry 0 of the [`CLOCK_MAP`] each time user space test-runs it. Two of them, taken just
+/// after two tick edges, give user space the tick's length and phase, from which it converts
+/// the `*_jiffies` fields to `CLOCK_MONOTONIC` nanoseconds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockSample {
+    /// `bpf_jiffies64()`.
+    pub jiffies: u64,
+    /// `bpf_ktime_get_ns()` (`CLOCK_MONOTONIC`), read right after.
+    pub monotonic_ns: u64,
+}
+
 /// One packet the flow map had no room for, sent over the ring buffer instead.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowEvent {
     /// The packet's flow.
     pub key: FlowKey,
-    /// `bpf_ktime_get_coarse_ns()` when it was seen.
-    pub timestamp_ns: u64,
+    /// `bpf_jiffies64()` when it was seen.
+    pub jiffies: u64,
     /// Frame bytes, counted as for [`FlowValue::bytes`].
     pub bytes: u32,
     /// Segments (GSO) or 1.
@@ -127,7 +148,7 @@ pub struct FlowEvent {
 
 const _: () = {
     assert!(size_of::<FlowKey>() == 48);
-    assert!(align_of::<FlowKey>() == 4);
+    assert!(align_of::<FlowKey>() == 8);
     assert!(offset_of!(FlowKey, ifindex) == 32);
     assert!(offset_of!(FlowKey, family) == 40);
     assert!(offset_of!(FlowKey, epoch) == 45);
@@ -137,13 +158,15 @@ const _: () = {
     assert!(offset_of!(FlowValue, tcp_flags) == 32);
     assert!(size_of::<FlowEvent>() == 72);
     assert!(align_of::<FlowEvent>() == 8);
-    assert!(offset_of!(FlowEvent, timestamp_ns) == 48);
+    assert!(offset_of!(FlowEvent, jiffies) == 48);
+    assert!(size_of::<ClockSample>() == 16);
+    assert!(align_of::<ClockSample>() == 8);
     assert!(offset_of!(FlowEvent, _pad) == 68);
 };
 
 #[cfg(feature = "user")]
 mod user {
-    use super::{FlowEvent, FlowKey, FlowValue};
+    use super::{ClockSample, FlowEvent, FlowKey, FlowValue};
 
     // SAFETY: `#[repr(C)]`, only integer and byte-array fields, every padding byte an explicit
     // field (checked by the size asserts above), so every bit pattern is a valid value.
@@ -152,4 +175,6 @@ mod user {
     unsafe impl aya::Pod for FlowValue {}
     // SAFETY: as for `FlowKey`.
     unsafe impl aya::Pod for FlowEvent {}
+    // SAFETY: as for `FlowKey`.
+    unsafe impl aya::Pod for ClockSample {}
 }

@@ -1,5 +1,7 @@
 //! [`CaptureError`].
 
+use super::TickClockError;
+
 /// Why flow capture could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -45,6 +47,13 @@ pub enum CaptureError {
         setting: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// The kernel's tick could not be measured, so flow times could not be converted.
+    #[error("measuring the kernel's tick for flow timestamps: {cause}")]
+    Clock {
+        /// The cause.
+        #[source]
+        cause: Box<TickClockError<CaptureError>>,
     },
     /// Waiting for ring-buffer events failed.
     #[error("waiting for flow events: {cause}")]

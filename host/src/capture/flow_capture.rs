@@ -200,14 +200,15 @@ impl FlowCapture {
     /// Moves the kernel map's flows and the waiting events into the table.
     fn drain(&mut self) -> Result<(), CaptureError> {
         let table = &mut self.table;
+        let clock = self.program.tick_clock();
         self.program.drain(|key, value: FlowValue| {
             table.add(
                 key,
                 &FlowTotals {
                     packets: value.packets,
                     bytes: value.bytes,
-                    first_ns: value.first_seen_ns,
-                    last_ns: value.last_seen_ns,
+                    first_ns: clock.monotonic_ns(value.first_seen_jiffies),
+                    last_ns: clock.monotonic_ns(value.last_seen_jiffies),
                     tcp_flags: value.tcp_flags as u8,
                 },
             );
@@ -219,14 +220,16 @@ impl FlowCapture {
 
     fn take_events(&mut self) {
         let table = &mut self.table;
+        let clock = self.program.tick_clock();
         let n = self.program.read_events(|event| {
+            let at = clock.monotonic_ns(event.jiffies);
             table.add(
                 event.key,
                 &FlowTotals {
                     packets: u64::from(event.packets),
                     bytes: u64::from(event.bytes),
-                    first_ns: event.timestamp_ns,
-                    last_ns: event.timestamp_ns,
+                    first_ns: at,
+                    last_ns: at,
                     tcp_flags: event.tcp_flags as u8,
                 },
             );

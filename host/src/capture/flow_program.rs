@@ -7,14 +7,14 @@ use std::time::Duration;
 use aya::maps::{Array, HashMap, MapData, PerCpuArray, RingBuf};
 use aya::programs::tc::SchedClassifierLinkId;
 use aya::programs::{SchedClassifier, TcAttachType};
-use aya::{Ebpf, EbpfLoader};
+use aya::{Ebpf, EbpfLoader, TestRun as _, TestRunOptions};
 use weir_ebpf_common::{
-    COUNTER_MAP_ERROR, COUNTER_MAP_FULL, COUNTER_RINGBUF_FULL, COUNTER_TRUNCATED,
-    COUNTER_UNSUPPORTED, COUNTERS_MAP, EPOCH_MAP, EVENTS_MAP, FLOWS_MAP, FlowEvent, FlowKey,
-    FlowValue,
+    CLOCK_MAP, CLOCK_PROGRAM, COUNTER_MAP_ERROR, COUNTER_MAP_FULL, COUNTER_RINGBUF_FULL,
+    COUNTER_TRUNCATED, COUNTER_UNSUPPORTED, COUNTERS_MAP, ClockSample, EPOCH_MAP, EVENTS_MAP,
+    FLOWS_MAP, FlowEvent, FlowKey, FlowValue,
 };
 
-use super::CaptureError;
+use super::{CaptureError, TickClock};
 
 /// The `weir-flows` eBPF object, built by `host/build.rs` (aya-build) from `ebpf/flows`.
 pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-flows"));
@@ -72,6 +72,7 @@ pub struct FlowProgram {
     counters: PerCpuArray<MapData, u64>,
     epoch_map: Array<MapData, u32>,
     epoch: u32,
+    clock: TickClock,
     interfaces: Vec<Interface>,
     ebpf: Ebpf,
 }
@@ -80,6 +81,7 @@ impl std::fmt::Debug for FlowProgram {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FlowProgram")
             .field("epoch", &self.epoch)
+            .field("clock", &self.clock)
             .field("interfaces", &self.interfaces)
             .finish_non_exhaustive()
     }
@@ -87,11 +89,11 @@ impl std::fmt::Debug for FlowProgram {
 
 impl FlowProgram {
     /// Loads the object with a flow map of `map_entries` and a ring buffer of `ring_bytes`
-    /// (a power of two, at least a page), and has the verifier check both programs. Nothing
-    /// is attached yet.
+    /// (a power of two, at least a page), has the verifier check the programs, and measures
+    /// the kernel's tick ([`TickClock::calibrate`], a few ms). Nothing is attached yet.
     ///
     /// # Errors
-    /// Bad sizes, no privileges, or a verifier refusal.
+    /// Bad sizes, no privileges, a verifier refusal, or a tick that could not be measured.
     pub fn load(map_entries: u32, ring_bytes: u32) -> Result<Self, CaptureError> {
         if map_entries == 0 {
             return Err(CaptureError::Config {
@@ -116,7 +118,11 @@ impl FlowProgram {
             .map_err(|cause| CaptureError::Load {
                 cause: Box::new(cause),
             })?;
-        for (name, _) in PROGRAMS {
+        for name in PROGRAMS
+            .map(|(name, _)| name)
+            .into_iter()
+            .chain([CLOCK_PROGRAM])
+        {
             classifier(&mut ebpf, name)?
                 .load()
                 .map_err(|e| CaptureError::program(name, "load (verifier)", e))?;
@@ -127,12 +133,22 @@ impl FlowProgram {
                 message: format!("the eBPF object has no map {name}"),
             })
         };
-        let (flows, events, counters, epoch_map) = (
+        let (flows, events, counters, epoch_map, clock_map) = (
             take(FLOWS_MAP)?,
             take(EVENTS_MAP)?,
             take(COUNTERS_MAP)?,
             take(EPOCH_MAP)?,
+            take(CLOCK_MAP)?,
         );
+        let clock_map =
+            Array::try_from(clock_map).map_err(|e| CaptureError::map(CLOCK_MAP, "open", e))?;
+        let clock =
+            TickClock::calibrate(|| clock_sample(&mut ebpf, &clock_map)).map_err(|cause| {
+                CaptureError::Clock {
+                    cause: Box::new(cause),
+                }
+            })?;
+        tracing::debug!(tick_ns = clock.tick_ns(), "kernel tick measured");
         Ok(Self {
             flows: HashMap::try_from(flows).map_err(|e| CaptureError::map(FLOWS_MAP, "open", e))?,
             events: RingBuf::try_from(events)
@@ -142,6 +158,7 @@ impl FlowProgram {
             epoch_map: Array::try_from(epoch_map)
                 .map_err(|e| CaptureError::map(EPOCH_MAP, "open", e))?,
             epoch: 0,
+            clock,
             interfaces: Vec::new(),
             ebpf,
         })
@@ -287,6 +304,12 @@ impl FlowProgram {
         Ok(keys.len())
     }
 
+    /// The conversion of the maps' tick counts (`*_jiffies`) to `CLOCK_MONOTONIC`.
+    #[must_use]
+    pub fn tick_clock(&self) -> TickClock {
+        self.clock
+    }
+
     /// Reads every ring-buffer event waiting (packets the map had no room for).
     pub fn read_events(&mut self, mut each: impl FnMut(&FlowEvent)) -> u64 {
         let mut n = 0;
@@ -361,6 +384,23 @@ impl FlowProgram {
         }
         Ok(out)
     }
+}
+
+/// Test-runs [`CLOCK_PROGRAM`] (on a zeroed frame, which it ignores) and reads the sample it
+/// wrote.
+fn clock_sample(
+    ebpf: &mut Ebpf,
+    map: &Array<MapData, ClockSample>,
+) -> Result<ClockSample, CaptureError> {
+    let frame = [0_u8; 64];
+    classifier(ebpf, CLOCK_PROGRAM)?
+        .test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ..TestRunOptions::default()
+        })
+        .map_err(|e| CaptureError::program(CLOCK_PROGRAM, "test run", e))?;
+    map.get(&0, 0)
+        .map_err(|e| CaptureError::map(CLOCK_MAP, "read", e))
 }
 
 fn classifier<'a>(

@@ -9,6 +9,8 @@
 //! * [`FlowCapture`]: both together, driven by a poll loop; what the `ebpf_flows` source and
 //!   `weir capture` run.
 //! * [`flow_batch`]: flow records → Arrow.
+//! * [`TickClock`]: the program stamps packets with the kernel's tick count; this converts
+//!   it to `CLOCK_MONOTONIC`.
 //!
 //! **Counting convention.** `bytes` are frame bytes as the wire carries them: the Ethernet
 //! header and everything after it, without the FCS. A packet merged by GSO (egress) or GRO
@@ -22,6 +24,7 @@ mod flow_capture;
 mod flow_program;
 mod flow_table;
 pub mod netns;
+mod tick_clock;
 
 pub use capture_counters::CaptureCounters;
 pub use error::CaptureError;
@@ -30,3 +33,4 @@ pub use flow_capture::{CaptureOptions, FlowCapture};
 pub use flow_program::{FlowProgram, ProgramStats};
 pub use flow_table::{EndReason, FlowRecord, FlowTable, FlowTotals};
 pub use netns::{NetnsError, in_netns};
+pub use tick_clock::{TickClock, TickClockError};
