@@ -3,6 +3,13 @@
 //! Every packet is passed on (`TC_ACT_PIPE`): the program observes, it never drops. Each packet
 //! ends up in exactly one place: the `FLOWS` map, a `FLOW_EVENTS` ring-buffer event (map full),
 //! or one of the `FLOW_COUNTERS` loss counters.
+//!
+//! Per-packet cost (docs/capture.md has the figures): every function here is
+//! `#[inline(always)]`, so a classifier is one BPF function with no BPF-to-BPF calls (a
+//! subprogram's call and return cost ~8 ns a packet where returns go through a
+//! return-thunk mitigation); packets are stamped with the tick count (`bpf_jiffies64`,
+//! which the verifier turns into one load); and the key is zeroed inline (see `build.rs`).
+//! What remains is mostly the flow map's lookup, a kernel call.
 
 use core::intrinsics::{AtomicOrdering, atomic_xadd};
 
@@ -96,6 +103,7 @@ enum Skip {
     Truncated,
 }
 
+#[inline(always)]
 fn observe(ctx: &TcContext, direction: u8) {
     let skb = ctx.as_ptr().cast::<aya_ebpf::bindings::__sk_buff>();
     // SAFETY: `skb` is the context pointer the kernel passed to this program; the verifier
@@ -146,6 +154,7 @@ struct Parsed {
 }
 
 /// Fills the addresses, ports, protocol and ICMP fields of `key`.
+#[inline(always)]
 fn parse(ctx: &TcContext, key: &mut FlowKey) -> Result<Parsed, Skip> {
     let ethertype = u16::from_be(load::<u16>(ctx, 12)?);
     let (protocol, l4) = match ethertype {
@@ -250,6 +259,7 @@ fn load<T>(ctx: &TcContext, offset: usize) -> Result<T, Skip> {
     ctx.load::<T>(offset).map_err(|_| Skip::Truncated)
 }
 
+#[inline(always)]
 fn account(key: &FlowKey, packets: u64, bytes: u64, tcp_flags: u32, now: u64) {
     if let Some(value) = FLOWS.get_ptr_mut(key) {
         update(value, packets, bytes, tcp_flags, now);
@@ -278,9 +288,10 @@ fn account(key: &FlowKey, packets: u64, bytes: u64, tcp_flags: u32, now: u64) {
 }
 
 /// Adds one packet to an existing entry. Packets and bytes are atomic adds, so concurrent
-/// CPUs lose nothing; `last_seen_ns` and `tcp_flags` are plain stores (the bpf target has no
+/// CPUs lose nothing; `last_seen_jiffies` and `tcp_flags` are plain stores (the bpf target has no
 /// atomic OR below `-mcpu=v3`), so a race between CPUs can keep an older timestamp or drop a
 /// flag bit, never a count.
+#[inline(always)]
 fn update(value: *mut FlowValue, packets: u64, bytes: u64, tcp_flags: u32, now: u64) {
     // SAFETY: `value` came from a map lookup in this program run, so it points to a live,
     // aligned `FlowValue` for the rest of the run (the kernel holds the RCU read lock).
@@ -295,6 +306,7 @@ fn update(value: *mut FlowValue, packets: u64, bytes: u64, tcp_flags: u32, now: 
 }
 
 /// The map is full: send the packet as an event, or count it lost if the ring buffer is full.
+#[inline(always)]
 fn fallback(key: &FlowKey, packets: u64, bytes: u64, tcp_flags: u32, now: u64) {
     match FLOW_EVENTS.reserve::<FlowEvent>(0) {
         Some(mut entry) => {
@@ -314,6 +326,7 @@ fn fallback(key: &FlowKey, packets: u64, bytes: u64, tcp_flags: u32, now: u64) {
     }
 }
 
+#[inline(always)]
 fn count(index: u32) {
     if let Some(counter) = FLOW_COUNTERS.get_ptr_mut(index) {
         // SAFETY: a per-CPU slot of this program's own array; TC programs run with migration
