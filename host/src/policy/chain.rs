@@ -57,8 +57,17 @@ pub struct PolicyStats {
     pub rows_dropped: u64,
     /// Rows passed on unprocessed after a failure (fail mode `pass`; included in `rows_out`).
     pub rows_passed_on_error: u64,
-    /// Failures by kind.
+    /// Failures by kind (every failed call, the retries of split batches included).
     pub errors: BTreeMap<ErrorKind, u64>,
+    /// Times a failing batch (or part of one) was split in two and the halves retried
+    /// (poison-batch isolation).
+    pub batch_splits: u64,
+    /// Rows of failing batches that went on after isolation: their part of the batch
+    /// succeeded on a retry.
+    pub rows_rescued: u64,
+    /// Warm instances replaced on schedule (after `recycle_after_batches`, or at the memory
+    /// high-water mark), not after a failure.
+    pub instances_recycled: u64,
 }
 
 /// One policy of a chain and its fail mode.
