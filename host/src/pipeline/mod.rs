@@ -117,6 +117,7 @@ impl Plan {
                     None => b"{}".to_vec(),
                 },
                 fail_mode: policy.on_error,
+                recycle: policy.recycle(),
             })
             .collect();
         let options = RegistryOptions {
@@ -129,13 +130,14 @@ impl Plan {
             canary_batches: config.pipeline.canary_batches,
             record_versions,
         };
-        let (registry, chain) =
+        let (registry, mut chain) =
             PolicyRegistry::load(&engine, cache, options, &specs).map_err(|source| {
                 PipelineError::Registry {
                     origin: origin.clone(),
                     source: Box::new(source),
                 }
             })?;
+        chain.set_isolation(config.pipeline.isolation());
         let mut sources = Vec::with_capacity(config.sources.len());
         for (name, source) in &config.sources {
             let opened = crate::sources::open(&config, name, source).map_err(|source| {
@@ -525,6 +527,9 @@ impl Pipeline {
                             .iter()
                             .map(|(k, n)| (k.as_str().to_owned(), *n))
                             .collect(),
+                        batch_splits: p.stats.batch_splits,
+                        rows_rescued: p.stats.rows_rescued,
+                        instances_recycled: p.stats.instances_recycled,
                     })
                     .collect()
             })

@@ -29,8 +29,14 @@ pub struct PolicySummary {
     pub dead_lettered: u64,
     /// Rows dropped after a failure (`on_error = "drop"`).
     pub dropped: u64,
-    /// Failures by kind.
+    /// Failed calls by kind.
     pub errors: BTreeMap<String, u64>,
+    /// Times a failing batch was split to isolate the rows the policy fails on.
+    pub batch_splits: u64,
+    /// Rows of failing batches that went on after isolation.
+    pub rows_rescued: u64,
+    /// Instances replaced on schedule (`recycle_after_batches`, `recycle_memory`).
+    pub instances_recycled: u64,
 }
 
 /// A source's summary.
@@ -156,7 +162,17 @@ impl fmt::Display for RunSummary {
             ]);
         }
         for p in &self.policies {
-            let errors: Vec<String> = p.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            let mut errors: Vec<String> =
+                p.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            if p.batch_splits > 0 {
+                errors.push(format!(
+                    "{} splits, {} rows rescued",
+                    p.batch_splits, p.rows_rescued
+                ));
+            }
+            if p.instances_recycled > 0 {
+                errors.push(format!("{} recycled", p.instances_recycled));
+            }
             table.add_row([
                 format!("policy {}", p.name),
                 p.rows_in.to_string(),
