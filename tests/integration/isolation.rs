@@ -366,3 +366,104 @@ path = "dead"
         run.stderr
     );
 }
+
+/// `weir run` with a generator far faster than a slow policy, deep queues, and a memory
+/// budget (`budget`); returns the summary.
+fn budget_run(s: &Scratch, budget: &str) -> serde_json::Value {
+    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
+    let config = s.write(
+        &format!("weir-{budget}.toml"),
+        format!(
+            r#"
+[pipeline]
+batch_max_rows = 2000
+queue_depth = 64
+state_dir = "state-{budget}"
+
+[limits]
+memory = "4MiB"
+memory_budget = "{budget}"
+
+[sources.flows]
+type = "generate"
+kind = "flows"
+rows = 200000
+
+[trust]
+[[trust.keys]]
+name = "ops"
+public_key = "{public}"
+
+[[policies]]
+bundle = "{bundle}"
+params = {{ poison = [], spin_per_row = 3000 }}
+
+[sinks.lake]
+type = "parquet"
+path = "out-{budget}"
+"#,
+            public = public.display(),
+            bundle = bundle.display(),
+        ),
+    );
+    let run = run_weir(s, &["run", "--config", config.to_str().unwrap()]);
+    let summary = run.ok().clone();
+    let out: usize = read_parquet_dir(&s.path().join(format!("out-{budget}")))
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum();
+    assert_eq!(out, 200_000, "every row written");
+    assert!(
+        run.stderr.is_empty() || !run.stderr.contains("ERROR"),
+        "{}",
+        run.stderr
+    );
+    summary
+}
+
+#[test]
+fn past_the_memory_budget_sources_wait_and_nothing_is_dropped() {
+    let s = Scratch::new("budget");
+    // A 5 MiB budget: 4 MiB for the one guest, the rest for batches (~200 KB each).
+    let tight = budget_run(&s, "5MiB");
+    let b = &tight["memory_budget"];
+    let n = |v: &serde_json::Value, key: &str| v[key].as_u64().unwrap();
+    assert_eq!(n(b, "limit"), 5 << 20);
+    assert!(n(b, "pauses") > 0, "the source waited: {b}");
+    // Over the limit by one chunk at most: a source checks for room before it sends.
+    assert!(n(b, "peak") <= (5 << 20) + (512 << 10), "{b}");
+    assert_eq!(n(b, "queued"), 0, "every charge released: {b}");
+    assert!(n(b, "guest") > 0 && n(b, "guest") <= 4 << 20, "{b}");
+
+    // The same run with room to spare: no pause, and more held at once.
+    let loose = budget_run(&s, "1GiB");
+    let l = &loose["memory_budget"];
+    assert_eq!(n(l, "pauses"), 0, "{l}");
+    assert!(n(l, "peak") > n(b, "peak"), "tight {b} loose {l}");
+    eprintln!("memory budget: tight {b}, loose {l}");
+}
+
+#[test]
+fn a_budget_below_the_guests_limits_is_refused_with_the_key() {
+    let s = Scratch::new("budget-check");
+    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
+    let config = s.write(
+        "weir.toml",
+        format!(
+            "[limits]\nmemory = \"8MiB\"\nmemory_budget = \"8MiB\"\n\
+             [sources.g]\ntype = \"generate\"\nkind = \"flows\"\nrows = 1\n\
+             [trust]\n[[trust.keys]]\nname = \"ops\"\npublic_key = \"{}\"\n\
+             [[policies]]\nbundle = \"{}\"\nparams = {{ poison = [] }}\n\
+             [sinks.o]\ntype = \"parquet\"\npath = \"o\"\n",
+            public.display(),
+            bundle.display()
+        ),
+    );
+    let run = run_weir(&s, &["run", "--config", config.to_str().unwrap()]);
+    assert_ne!(run.code, Some(0));
+    assert!(
+        run.stderr.contains("limits.memory_budget") && run.stderr.contains("leaves no room"),
+        "{}",
+        run.stderr
+    );
+}

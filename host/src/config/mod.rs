@@ -188,6 +188,11 @@ pub struct LimitsConfig {
     /// Largest module accepted (default 16MiB).
     #[serde(default)]
     pub max_module: Option<ByteSize>,
+    /// The device-wide memory budget: every policy instance's linear memory plus the batches
+    /// queued between the sources and the sinks. Past it, sources wait; nothing is dropped.
+    /// Default: none (the queues are bounded by `pipeline.queue_depth` alone).
+    #[serde(default)]
+    pub memory_budget: Option<ByteSize>,
 }
 
 impl LimitsConfig {
@@ -339,6 +344,22 @@ impl Config {
                          ({cap} bytes, limits.memory): an instance fails at the limit before \
                          it would be recycled",
                         mark.0
+                    ),
+                ));
+            }
+        }
+        if let Some(budget) = self.limits.memory_budget {
+            let guests = self.policies.len() as u64 * self.limits.to_limits().memory_bytes as u64;
+            if budget.0 <= guests {
+                return Err(self.err(
+                    "limits.memory_budget",
+                    format!(
+                        "{} bytes leaves no room for batches: the {} policies may use up to \
+                         {guests} bytes of guest memory ({} each, limits.memory); raise the \
+                         budget or lower limits.memory",
+                        budget.0,
+                        self.policies.len(),
+                        self.limits.to_limits().memory_bytes
                     ),
                 ));
             }

@@ -8,6 +8,7 @@ use tokio::sync::mpsc;
 use super::commits::Commits;
 use super::record::{DeadRecords, Envelope, PolicyStamp};
 use super::sink_stage::SinkItem;
+use super::{MemoryBudget, MemoryTicket};
 use crate::policy::PolicyChain;
 
 /// Row counts the chain stage keeps: the run summary's accounting.
@@ -30,6 +31,8 @@ pub struct ChainOutputs {
     pub sinks: Vec<mpsc::Sender<(u64, SinkItem)>>,
     /// The dead-letter sink.
     pub dead_letter: mpsc::Sender<(u64, Vec<DeadRecords>)>,
+    /// The device's memory budget, told the guests' memory after each batch.
+    pub budget: Option<Arc<MemoryBudget>>,
 }
 
 /// The chain stopped because a sink stopped taking batches.
@@ -80,8 +83,10 @@ pub fn run(
             batch,
             rejected,
             checkpoint,
+            tickets,
             ..
         } = envelope;
+        let tickets: Arc<[Arc<MemoryTicket>]> = tickets.into();
         let mut dead = Vec::new();
         {
             let mut c = counts.lock();
@@ -98,6 +103,9 @@ pub fn run(
         let output = match batch {
             Some(batch) if batch.num_rows() > 0 => {
                 let out = chain.run(batch);
+                if let Some(budget) = &outputs.budget {
+                    budget.set_guest_memory(chain.guest_memory_bytes());
+                }
                 // A policy switched version at this batch boundary: files and dead letters
                 // name the version that processed their rows.
                 if chain.generation() != generation {
@@ -128,6 +136,7 @@ pub fn run(
             let item = SinkItem {
                 batch: batch.clone(),
                 stamps: Arc::clone(&all_stamps),
+                tickets: Arc::clone(&tickets),
             };
             tx.blocking_send((seq, item)).map_err(|_| SinkGone)?;
         }

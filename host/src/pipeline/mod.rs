@@ -15,6 +15,7 @@ mod batcher;
 mod chain_stage;
 mod commits;
 mod error;
+mod memory_budget;
 mod record;
 mod sink_stage;
 mod summary;
@@ -32,6 +33,7 @@ pub use batcher::{Batcher, BatcherClosed};
 pub use chain_stage::{ChainCounts, stamps};
 pub use commits::Commits;
 pub use error::PipelineError;
+pub use memory_budget::{BudgetReport, MemoryBudget, MemoryTicket};
 pub use record::{Checkpoint, DeadRecords, Envelope, PolicyStamp, Rejected, SourceChunk};
 pub use summary::{PolicySummary, RunSummary, SourceSummary};
 
@@ -358,6 +360,11 @@ impl Pipeline {
         let commits = Arc::new(Commits::new(sinks.len() + 1, config.state_dir()));
         let counts = Arc::new(Mutex::new(ChainCounts::default()));
         let policy_stamps = stamps(&chain);
+        let budget = config.limits.memory_budget.map(|limit| {
+            let budget = MemoryBudget::new(limit.0);
+            budget.set_guest_memory(chain.guest_memory_bytes());
+            budget
+        });
 
         // Sinks first, so that they are ready when data arrives.
         let mut sink_txs = Vec::with_capacity(sinks.len());
@@ -399,6 +406,7 @@ impl Pipeline {
             let outputs = chain_stage::ChainOutputs {
                 sinks: sink_txs,
                 dead_letter: dead_tx,
+                budget: budget.clone(),
             };
             let (commits, counts, stop) =
                 (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
@@ -432,6 +440,7 @@ impl Pipeline {
                 bytes_read: Arc::clone(&progress.bytes_read),
                 batch_rows: config.pipeline.batch_max_rows,
                 state_dir: config.state_dir(),
+                budget: budget.clone(),
             };
             source_tasks.push((name, source.start(ctx)));
         }
@@ -561,6 +570,7 @@ impl Pipeline {
             elapsed_secs: ready.elapsed().as_secs_f64(),
             checkpoints_stored: commits.stored(),
             errors,
+            memory_budget: budget.as_ref().map(|b| b.report()),
         };
         summary.total();
         summary

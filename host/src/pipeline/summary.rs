@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::BudgetReport;
 use super::chain_stage::ChainCounts;
 use crate::sinks::SinkReport;
 use crate::sources::SourceReport;
@@ -87,6 +88,8 @@ pub struct RunSummary {
     pub checkpoints_stored: u64,
     /// Errors that ended a source or sink early.
     pub errors: Vec<String>,
+    /// The memory budget, when one is configured (`limits.memory_budget`).
+    pub memory_budget: Option<BudgetReport>,
 }
 
 impl RunSummary {
@@ -208,6 +211,17 @@ impl fmt::Display for RunSummary {
             if let Some(capture) = &s.report.capture {
                 writeln!(f, "capture {name}: {capture}")?;
             }
+        }
+        if let Some(b) = &self.memory_budget {
+            writeln!(
+                f,
+                "memory budget {}: peak {} (guests {} at the end); sources paused {} times, {} ms",
+                bytesize::ByteSize(b.limit).display().iec(),
+                bytesize::ByteSize(b.peak).display().iec(),
+                bytesize::ByteSize(b.guest).display().iec(),
+                b.pauses,
+                b.paused_ms
+            )?;
         }
         for error in &self.errors {
             writeln!(f, "error: {error}")?;

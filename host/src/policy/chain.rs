@@ -386,6 +386,15 @@ impl PolicyChain {
         &self.policies
     }
 
+    /// The linear memory of every warm instance in the chain, in all.
+    #[must_use]
+    pub fn guest_memory_bytes(&self) -> u64 {
+        self.policies
+            .iter()
+            .map(|p| p.runner.memory_bytes().unwrap_or(0) as u64)
+            .sum()
+    }
+
     /// Runs `batch` through every policy.
     ///
     /// When a policy fails on a batch (fail mode `dead_letter` or `drop`), the batch is split

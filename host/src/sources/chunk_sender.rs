@@ -58,6 +58,7 @@ impl ChunkSender {
             return None;
         }
         chunk.bytes = std::mem::take(&mut self.unsent_bytes);
+        self.ctx.charge(&mut chunk);
         self.report.rows += chunk.batch.as_ref().map_or(0, |b| b.num_rows() as u64);
         self.report.rejected += chunk.rejected.len() as u64;
         Some(chunk)
@@ -68,6 +69,7 @@ impl ChunkSender {
     /// # Errors
     /// [`SourceError::Closed`] when the pipeline stopped taking chunks.
     pub(crate) fn send_blocking(&mut self, chunk: SourceChunk) -> Result<(), SourceError> {
+        self.ctx.wait_for_room_blocking();
         match self.prepare(chunk) {
             Some(chunk) => self
                 .ctx
@@ -83,6 +85,7 @@ impl ChunkSender {
     /// # Errors
     /// [`SourceError::Closed`] when the pipeline stopped taking chunks.
     pub(crate) async fn send(&mut self, chunk: SourceChunk) -> Result<(), SourceError> {
+        self.ctx.wait_for_room().await;
         match self.prepare(chunk) {
             Some(chunk) => self
                 .ctx

@@ -4,10 +4,11 @@
 //! without bound. It is what poison-batch isolation is for: a few bad rows that make the
 //! policy fail on every batch they are in.
 //!
-//! `leak_kib` leaks that much memory on every call, to test instance recycling.
+//! `leak_kib` leaks that much memory on every call, to test instance recycling;
+//! `spin_per_row` busy-loops that many iterations per row, a slow policy for backpressure tests.
 //!
 //! ```json
-//! {"poison": [7, 4242], "mode": "panic", "leak_kib": 0}
+//! {"poison": [7, 4242], "mode": "panic", "leak_kib": 0, "spin_per_row": 0}
 //! ```
 
 use serde::Deserialize;
@@ -41,6 +42,10 @@ pub struct Params {
     /// hits its memory limit).
     #[serde(default)]
     pub leak_kib: u32,
+    /// Busy-loop iterations per row on every call: a deliberately slow policy, to make
+    /// queues fill up behind it.
+    #[serde(default)]
+    pub spin_per_row: u32,
 }
 
 /// Init: takes the parameters as they are.
@@ -64,6 +69,10 @@ pub fn guest_poison(batch: &Batch, p: &Params) -> Result<Selection> {
     if p.leak_kib > 0 {
         // Touched, so the pages are really used.
         std::hint::black_box(vec![1u8; p.leak_kib as usize * 1024]).leak();
+    }
+    let mut spin = 0_u64;
+    for _ in 0..u64::from(p.spin_per_row) * n as u64 {
+        spin = std::hint::black_box(spin.wrapping_add(1));
     }
     let ports = batch.u16("src_port")?;
     let poisoned = (0..n).find(|&i| ports.get(i).is_some_and(|v| p.poison.contains(&v)));
@@ -104,6 +113,7 @@ mod tests {
             poison: vec![7],
             mode: Mode::Error,
             leak_kib: 0,
+            spin_per_row: 0,
         };
         let clean = guest_poison(&batch(&[Some(1), None, Some(8)]), &p).unwrap();
         assert_eq!(clean.len(), 3);
