@@ -280,10 +280,21 @@ fn recycling_after_n_batches_is_exact() {
     assert!(chain.policies()[0].runner.is_warm());
 }
 
+/// The `[trust]` table and one `[[policies]]` entry running `guest-poison` (signed in `s`) with
+/// `policy` as the rest of the entry (its `params = ...` and other keys).
+fn poison_policy(s: &Scratch, policy: &str) -> String {
+    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
+    format!(
+        "[trust]\n[[trust.keys]]\nname = \"ops\"\npublic_key = \"{}\"\n\n\
+         [[policies]]\nbundle = \"{}\"\n{policy}\n",
+        public.display(),
+        bundle.display()
+    )
+}
+
 #[test]
 fn weir_run_dead_letters_only_the_poison_rows_and_writes_the_rest() {
     let s = Scratch::new("isolation-run");
-    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
     // Twenty poison ports out of ~64k: a handful of the 20,000 generated rows.
     let poison: Vec<u16> = (0..20).map(|i| 2000 + i * 3001).collect();
     let config = s.write(
@@ -300,16 +311,7 @@ kind = "flows"
 rows = 20000
 seed = 11
 
-[trust]
-[[trust.keys]]
-name = "ops"
-public_key = "{public}"
-
-[[policies]]
-bundle = "{bundle}"
-params = {{ poison = {poison:?}, mode = "panic" }}
-recycle_after_batches = 7
-
+{policy}
 [sinks.lake]
 type = "parquet"
 path = "out"
@@ -317,8 +319,10 @@ path = "out"
 [dead_letter]
 path = "dead"
 "#,
-            public = public.display(),
-            bundle = bundle.display(),
+            policy = poison_policy(
+                &s,
+                &format!("params = {{ poison = {poison:?}, mode = \"panic\" }}\nrecycle_after_batches = 7")
+            ),
         ),
     );
     let run = run_weir(&s, &["run", "--config", config.to_str().unwrap()]);
@@ -370,7 +374,6 @@ path = "dead"
 /// `weir run` with a generator far faster than a slow policy, deep queues, and a memory
 /// budget (`budget`); returns the summary.
 fn budget_run(s: &Scratch, budget: &str) -> serde_json::Value {
-    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
     let config = s.write(
         &format!("weir-{budget}.toml"),
         format!(
@@ -389,21 +392,12 @@ type = "generate"
 kind = "flows"
 rows = 200000
 
-[trust]
-[[trust.keys]]
-name = "ops"
-public_key = "{public}"
-
-[[policies]]
-bundle = "{bundle}"
-params = {{ poison = [], spin_per_row = 3000 }}
-
+{policy}
 [sinks.lake]
 type = "parquet"
 path = "out-{budget}"
 "#,
-            public = public.display(),
-            bundle = bundle.display(),
+            policy = poison_policy(s, "params = { poison = [], spin_per_row = 3000 }"),
         ),
     );
     let run = run_weir(s, &["run", "--config", config.to_str().unwrap()]);
@@ -446,17 +440,13 @@ fn past_the_memory_budget_sources_wait_and_nothing_is_dropped() {
 #[test]
 fn a_budget_below_the_guests_limits_is_refused_with_the_key() {
     let s = Scratch::new("budget-check");
-    let (bundle, public) = sign_policy(s.path(), "weir-guest-poison");
     let config = s.write(
         "weir.toml",
         format!(
             "[limits]\nmemory = \"8MiB\"\nmemory_budget = \"8MiB\"\n\
              [sources.g]\ntype = \"generate\"\nkind = \"flows\"\nrows = 1\n\
-             [trust]\n[[trust.keys]]\nname = \"ops\"\npublic_key = \"{}\"\n\
-             [[policies]]\nbundle = \"{}\"\nparams = {{ poison = [] }}\n\
-             [sinks.o]\ntype = \"parquet\"\npath = \"o\"\n",
-            public.display(),
-            bundle.display()
+             [sinks.o]\ntype = \"parquet\"\npath = \"o\"\n{}",
+            poison_policy(&s, "params = { poison = [] }")
         ),
     );
     let run = run_weir(&s, &["run", "--config", config.to_str().unwrap()]);
