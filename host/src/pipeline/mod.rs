@@ -38,6 +38,7 @@ pub use summary::{PolicySummary, RunSummary, SourceSummary};
 use crate::admin::{AdminServer, PolicyWatcher};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::metrics::PipelineMetrics;
 use crate::policy::bundle::{BundleCaps, TrustStore};
 use crate::policy::registry::{ChainSpec, PolicyRegistry, RegistryOptions};
 use crate::policy::{CompileCache, PolicyChain, PolicyControl};
@@ -233,7 +234,9 @@ impl Plan {
             name: "dead_letter".to_owned(),
             source: Box::new(source),
         })?;
+        let control: Arc<dyn PolicyControl> = self.registry.clone();
         Ok(Pipeline {
+            metrics: Arc::new(PipelineMetrics::new(control)),
             plan: self,
             sinks,
             dead_letter,
@@ -252,6 +255,7 @@ pub struct Pipeline {
     admin: Option<AdminServer>,
     watcher: Option<PolicyWatcher>,
     admin_stop: CancellationToken,
+    metrics: Arc<PipelineMetrics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -302,10 +306,11 @@ impl Pipeline {
             return Ok(None);
         }
         let config = &self.plan.config;
-        let server = crate::admin::serve(
+        let server = crate::admin::serve_with_metrics(
             &admin,
             |p| config.resolve(p),
             control,
+            Arc::clone(&self.metrics),
             self.admin_stop.clone(),
         )
         .await
@@ -319,6 +324,12 @@ impl Pipeline {
     #[must_use]
     pub fn registry(&self) -> &Arc<PolicyRegistry> {
         &self.plan.registry
+    }
+
+    /// The metrics (served at `GET /metrics` by the admin API).
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<PipelineMetrics> {
+        &self.metrics
     }
 
     /// Total input bytes when known (see [`Plan::total_bytes`]).
@@ -344,6 +355,7 @@ impl Pipeline {
             admin,
             watcher,
             admin_stop,
+            metrics,
         } = self;
         let Plan {
             config,
@@ -362,6 +374,7 @@ impl Pipeline {
         let mut sink_tasks = Vec::with_capacity(sinks.len());
         for (index, (name, sink)) in sinks.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(depth);
+            metrics.watch_queue(format!("sink/{name}"), &tx);
             sink_txs.push(tx);
             let (commits, runtime, stop) =
                 (Arc::clone(&commits), runtime.clone(), shutdown.clone());
@@ -378,6 +391,7 @@ impl Pipeline {
             ));
         }
         let (dead_tx, dead_rx) = mpsc::channel(depth);
+        metrics.watch_queue("dead_letter", &dead_tx);
         let dead_index = sink_txs.len();
         let dead_task = {
             let (commits, runtime, stop) =
@@ -393,6 +407,7 @@ impl Pipeline {
         };
 
         let (chain_tx, chain_rx) = mpsc::channel(depth);
+        metrics.watch_queue("chain", &chain_tx);
         let chain_task = {
             let outputs = chain_stage::ChainOutputs {
                 sinks: sink_txs,
@@ -400,8 +415,10 @@ impl Pipeline {
             };
             let (commits, counts, stop) =
                 (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
+            let mut meter = metrics.chain_meter();
             tokio::task::spawn_blocking(move || {
-                let result = chain_stage::run(chain, chain_rx, &outputs, &commits, &counts);
+                let result =
+                    chain_stage::run(chain, chain_rx, &outputs, &commits, &counts, &mut meter);
                 if result.is_err() {
                     stop.cancel();
                 }
@@ -415,6 +432,7 @@ impl Pipeline {
         for (name, source) in sources {
             let name: Arc<str> = name.into();
             let (tx, rx) = mpsc::channel(depth);
+            metrics.watch_queue(format!("source/{name}"), &tx);
             let batcher = Batcher::new(
                 Arc::clone(&name),
                 source.schema(),
@@ -430,6 +448,7 @@ impl Pipeline {
                 bytes_read: Arc::clone(&progress.bytes_read),
                 batch_rows: config.pipeline.batch_max_rows,
                 state_dir: config.state_dir(),
+                meter: metrics.source_meter(&name),
             };
             source_tasks.push((name, source.start(ctx)));
         }

@@ -103,6 +103,8 @@ pub struct SourceContext {
     pub batch_rows: usize,
     /// The state directory (follow-mode checkpoints live in `<state_dir>/checkpoints/`).
     pub state_dir: std::path::PathBuf,
+    /// The source's metrics (rows, rejections and bytes, counted per chunk).
+    pub meter: crate::metrics::SourceMeter,
 }
 
 /// An opened source: its schema is known (declared, inferred or read), its inputs exist.
