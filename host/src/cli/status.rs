@@ -51,7 +51,7 @@ fn num(v: f64) -> String {
 
 fn table(header: &[&str], rows: Vec<Vec<String>>, right_from: usize) -> Table {
     let mut table = Table::new();
-    table.load_preset(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
     table.set_header(header.to_vec());
     for row in rows {
         table.add_row(row);
@@ -249,7 +249,7 @@ pub(crate) fn render(s: &MetricSamples) -> String {
         .collect();
     registry.push(vec![
         "refusals".to_owned(),
-        num(refusals.iter().map(|r| r.value).sum()),
+        num(refusals.iter().fold(0.0, |total, r| total + r.value)),
     ]);
     for r in refusals {
         registry.push(vec![

@@ -304,7 +304,17 @@ mod tests {
         meter.batch_time(Duration::from_micros(70));
         meter.batch_time(Duration::from_millis(30));
         meter.numbered();
-        assert_eq!(families.batch_seconds.count(), 2);
         assert_eq!(families.batches.get(), 1);
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("h", "", families.batch_seconds.clone());
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let samples = crate::metrics::MetricSamples::parse(&text).unwrap();
+        assert_eq!(samples.value("h_count", &[]), Some(2.0));
+        assert_eq!(samples.value("h_bucket", &[("le", "0.00005")]), Some(0.0), "{text}");
+        assert_eq!(samples.value("h_bucket", &[("le", "0.0001")]), Some(1.0), "{text}");
+        assert_eq!(samples.value("h_bucket", &[("le", "0.025")]), Some(1.0), "{text}");
+        assert_eq!(samples.value("h_bucket", &[("le", "0.05")]), Some(2.0), "{text}");
+        assert_eq!(samples.value("h_bucket", &[("le", "+Inf")]), Some(2.0), "{text}");
     }
 }

@@ -100,8 +100,8 @@ impl MetricSamples {
     pub fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         self.named(name)
             .filter(|s| s.has(labels))
-            .map(|s| s.value)
-            .sum()
+            // Not `sum()`: the empty sum of floats is -0.
+            .fold(0.0, |total, s| total + s.value)
     }
 }
 
@@ -216,7 +216,8 @@ mod tests {
         ] {
             let e = MetricSamples::parse(&format!("# TYPE weir_y gauge\n{text}\n")).unwrap_err();
             assert_eq!((e.line, e.reason), (2, reason), "{text}");
-            assert!(e.to_string().contains(text), "{e}");
+            assert_eq!(e.text, text);
+            assert!(e.to_string().starts_with("metrics text, line 2: "), "{e}");
         }
     }
 }
