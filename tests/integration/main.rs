@@ -4,6 +4,7 @@
 mod capture;
 mod cli;
 mod hostile;
+mod metrics;
 mod pipeline;
 mod pipeline_formats;
 mod pipeline_lifecycle;
