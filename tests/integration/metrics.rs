@@ -248,7 +248,9 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
     };
 
     // Sources.
-    let file_len = std::fs::metadata(s.join("data/sensors.ndjson")).unwrap().len();
+    let file_len = std::fs::metadata(s.join("data/sensors.ndjson"))
+        .unwrap()
+        .len();
     let sensors = [("source", "sensors")];
     assert_eq!(m.n("weir_source_rows_total", &sensors), GOOD);
     assert_eq!(m.n("weir_source_rejected_records_total", &sensors), GARBAGE);
@@ -312,12 +314,22 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
     // The latency histogram: one observation per batch through the chain.
     let observed = m.n("weir_chain_batch_duration_seconds_count", &[]);
     assert_eq!(observed, m.policy("batches", "0"));
-    assert_eq!(observed, failing_batches, "every batch reached the last policy");
     assert_eq!(
-        m.n("weir_chain_batch_duration_seconds_bucket", &[("le", "+Inf")]),
+        observed, failing_batches,
+        "every batch reached the last policy"
+    );
+    assert_eq!(
+        m.n(
+            "weir_chain_batch_duration_seconds_bucket",
+            &[("le", "+Inf")]
+        ),
         observed
     );
-    assert!(m.find("weir_chain_batch_duration_seconds_sum", &[]).unwrap() > 0.0);
+    assert!(
+        m.find("weir_chain_batch_duration_seconds_sum", &[])
+            .unwrap()
+            > 0.0
+    );
     let chain_batches = m.n("weir_chain_batches_total", &[]);
     assert!(chain_batches >= observed);
 
@@ -331,10 +343,17 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
 
     // Queues still open (the file source's has closed), and the process.
     for queue in ["source/live", "chain", "sink/out", "dead_letter"] {
-        assert_eq!(m.n("weir_queue_capacity", &[("queue", queue)]), 4, "{queue}");
+        assert_eq!(
+            m.n("weir_queue_capacity", &[("queue", queue)]),
+            4,
+            "{queue}"
+        );
         assert!(m.n("weir_queue_depth", &[("queue", queue)]) <= 4);
     }
-    assert!(m.find("weir_queue_depth", &[("queue", "source/sensors")]).is_none());
+    assert!(
+        m.find("weir_queue_depth", &[("queue", "source/sensors")])
+            .is_none()
+    );
     let rss = m.n("weir_process_resident_memory_bytes", &[]);
     let vm_rss = weir.rss_kib().expect("VmRSS") * 1024;
     assert!(
@@ -364,12 +383,37 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
     );
     assert_eq!(
         row(&status, "drop-outliers"),
-        cells![1, "drop-outliers", 1, m.policy("batches", "1"), GOOD, kept, OUTLIERS, 0, 0, 0, 0, 0, 0]
+        cells![
+            1,
+            "drop-outliers",
+            1,
+            m.policy("batches", "1"),
+            GOOD,
+            kept,
+            OUTLIERS,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0
+        ]
     );
     let fail_row = row(&status, "weir-guest-fail");
     assert_eq!(
         fail_row[..10],
-        cells![2, "weir-guest-fail", 1, failing_batches, kept, 0, 0, 0, kept, guest_errors][..]
+        cells![
+            2,
+            "weir-guest-fail",
+            1,
+            failing_batches,
+            kept,
+            0,
+            0,
+            0,
+            kept,
+            guest_errors
+        ][..]
     );
     assert_eq!(
         row(&status, "guest_error"),
@@ -381,7 +425,10 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
     );
     assert_eq!(row(&status, "swaps"), cells!["swaps", 0]);
     let chain_row = row(&status, "chain ");
-    assert_eq!((chain_row[0].as_str(), chain_row[2].as_str()), ("chain", "4"));
+    assert_eq!(
+        (chain_row[0].as_str(), chain_row[2].as_str()),
+        ("chain", "4")
+    );
     assert!(status.contains("resident memory"), "{status}");
 
     // End the run: the summary agrees with what was scraped.
@@ -406,7 +453,11 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
-    for message in ["admin API listening", "pipeline ready", "policy failed on a batch"] {
+    for message in [
+        "admin API listening",
+        "pipeline ready",
+        "policy failed on a batch",
+    ] {
         assert!(
             events.iter().any(|e| e["fields"]["message"] == message),
             "no JSON event {message:?} in\n{}",

@@ -393,11 +393,39 @@ weir_process_open_fds 17
         assert_eq!(cells(line_with(&text, " idle ")), ["idle", "0", "0", "0"]);
         assert_eq!(
             cells(line_with(&text, "drop-outliers")),
-            ["1", "drop-outliers", "1, 2", "7", "750", "540", "60", "0", "0", "0", "0", "0", "0"]
+            [
+                "1",
+                "drop-outliers",
+                "1, 2",
+                "7",
+                "750",
+                "540",
+                "60",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0",
+                "0"
+            ]
         );
         assert_eq!(
             cells(line_with(&text, "539")),
-            ["2", "weir-guest-fail", "1", "0", "540", "0", "0", "0", "539", "9", "0", "0", "0"]
+            [
+                "2",
+                "weir-guest-fail",
+                "1",
+                "0",
+                "540",
+                "0",
+                "0",
+                "0",
+                "539",
+                "9",
+                "0",
+                "0",
+                "0"
+            ]
         );
         assert_eq!(
             cells(line_with(&text, "guest_error")),
@@ -407,7 +435,10 @@ weir_process_open_fds 17
             cells(line_with(&text, "time_limit")),
             ["2", "weir-guest-fail", "time_limit", "2"]
         );
-        assert_eq!(cells(line_with(&text, "batches numbered")), ["batches numbered", "8"]);
+        assert_eq!(
+            cells(line_with(&text, "batches numbered")),
+            ["batches numbered", "8"]
+        );
         assert_eq!(
             cells(line_with(&text, "batches through")),
             ["batches through the policies", "7"]
@@ -424,7 +455,10 @@ weir_process_open_fds 17
             cells(line_with(&text, "refused: downgrade")),
             ["refused: downgrade", "2"]
         );
-        assert!(!text.contains("bad_signature"), "zero refusals are left out");
+        assert!(
+            !text.contains("bad_signature"),
+            "zero refusals are left out"
+        );
         let capture = cells(line_with(&text, " net "));
         assert_eq!(capture[..2], ["net", "12"]);
         assert_eq!(capture[6], "1", "ring buffer full: {capture:?}");
@@ -463,7 +497,10 @@ weir_process_open_fds 17
                 Some(2.0)
             );
             let text = render(&samples);
-            assert_eq!(cells(line_with(&text, "compilations")), ["compilations", "4"]);
+            assert_eq!(
+                cells(line_with(&text, "compilations")),
+                ["compilations", "4"]
+            );
         })
         .await
         .unwrap();

@@ -31,7 +31,10 @@ pub(crate) const POLICY_COUNTERS: [(&str, &str); 10] = [
         "Rows the policy passed on (including rows passed on unprocessed after a failure with \
          on_error = \"pass\").",
     ),
-    ("policy_rows_filtered", "Rows the policy's selection removed."),
+    (
+        "policy_rows_filtered",
+        "Rows the policy's selection removed.",
+    ),
     (
         "policy_rows_dropped",
         "Rows dropped after the policy failed on them (on_error = \"drop\").",
@@ -166,9 +169,9 @@ impl ChainMeter {
             self.positions.resize_with(index + 1, || None);
         }
         let slot = &mut self.positions[index];
-        let stale = slot.as_ref().is_none_or(|p| {
-            p.labels.version != stamp.version || p.labels.policy != stamp.name
-        });
+        let stale = slot
+            .as_ref()
+            .is_none_or(|p| p.labels.version != stamp.version || p.labels.policy != stamp.name);
         if stale {
             let labels = PolicyLabels {
                 policy: stamp.name.clone(),
@@ -278,7 +281,11 @@ mod tests {
         stats.errors.insert(ErrorKind::GuestError, 5);
         meter.publish(1, &stamp("2"), &stats);
         assert_eq!(count(&families, 1, "1"), 100);
-        assert_eq!(count(&families, 1, "2"), 50, "rows after the swap count for v2");
+        assert_eq!(
+            count(&families, 1, "2"),
+            50,
+            "rows after the swap count for v2"
+        );
         assert_eq!(count(&families, 0, "2"), 1);
         assert_eq!(count(&families, 5, "2"), 50);
         assert_eq!(count(&families, 7, "2"), 4);
@@ -311,10 +318,30 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         let samples = crate::metrics::MetricSamples::parse(&text).unwrap();
         assert_eq!(samples.value("h_count", &[]), Some(2.0));
-        assert_eq!(samples.value("h_bucket", &[("le", "0.00005")]), Some(0.0), "{text}");
-        assert_eq!(samples.value("h_bucket", &[("le", "0.0001")]), Some(1.0), "{text}");
-        assert_eq!(samples.value("h_bucket", &[("le", "0.025")]), Some(1.0), "{text}");
-        assert_eq!(samples.value("h_bucket", &[("le", "0.05")]), Some(2.0), "{text}");
-        assert_eq!(samples.value("h_bucket", &[("le", "+Inf")]), Some(2.0), "{text}");
+        assert_eq!(
+            samples.value("h_bucket", &[("le", "0.00005")]),
+            Some(0.0),
+            "{text}"
+        );
+        assert_eq!(
+            samples.value("h_bucket", &[("le", "0.0001")]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            samples.value("h_bucket", &[("le", "0.025")]),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            samples.value("h_bucket", &[("le", "0.05")]),
+            Some(2.0),
+            "{text}"
+        );
+        assert_eq!(
+            samples.value("h_bucket", &[("le", "+Inf")]),
+            Some(2.0),
+            "{text}"
+        );
     }
 }

@@ -187,10 +187,7 @@ mod tests {
         let s = MetricSamples::parse(text).unwrap();
         assert_eq!(s.families(), ["weir_x"]);
         assert_eq!(
-            s.value(
-                "weir_x_total",
-                &[("source", "a"), ("kind", "say \"hi\"\n")]
-            ),
+            s.value("weir_x_total", &[("source", "a"), ("kind", "say \"hi\"\n")]),
             Some(12.0)
         );
         assert_eq!(s.value("weir_x_total", &[("source", "b")]), Some(3.0));

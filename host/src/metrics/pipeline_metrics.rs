@@ -210,10 +210,19 @@ mod tests {
         assert!(text.ends_with("# EOF\n"), "{text}");
         let samples = MetricSamples::parse(&text).unwrap();
         let v = |name: &str, l: &[(&str, &str)]| samples.value(name, &labels(l));
-        assert_eq!(v("weir_source_rows_total", &[("source", "sensors")]), Some(1000.0));
-        assert_eq!(v("weir_source_rows_total", &[("source", "idle")]), Some(0.0));
         assert_eq!(
-            v("weir_source_rejected_records_total", &[("source", "sensors")]),
+            v("weir_source_rows_total", &[("source", "sensors")]),
+            Some(1000.0)
+        );
+        assert_eq!(
+            v("weir_source_rows_total", &[("source", "idle")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            v(
+                "weir_source_rejected_records_total",
+                &[("source", "sensors")]
+            ),
             Some(3.0)
         );
         assert_eq!(
@@ -235,22 +244,37 @@ mod tests {
         assert_eq!(v("weir_chain_batches_total", &[]), Some(2.0));
         assert_eq!(v("weir_chain_batch_duration_seconds_count", &[]), Some(2.0));
         assert_eq!(
-            v("weir_chain_batch_duration_seconds_bucket", &[("le", "0.0001")]),
+            v(
+                "weir_chain_batch_duration_seconds_bucket",
+                &[("le", "0.0001")]
+            ),
             Some(1.0)
         );
         assert_eq!(
-            v("weir_chain_batch_duration_seconds_bucket", &[("le", "+Inf")]),
+            v(
+                "weir_chain_batch_duration_seconds_bucket",
+                &[("le", "+Inf")]
+            ),
             Some(2.0)
         );
         assert_eq!(v("weir_swaps_total", &[]), Some(3.0));
         assert_eq!(v("weir_compilations_total", &[]), Some(4.0));
-        assert_eq!(v("weir_refusals_total", &[("code", "downgrade")]), Some(2.0));
-        assert_eq!(v("weir_refusals_total", &[("code", "bad_signature")]), Some(0.0));
+        assert_eq!(
+            v("weir_refusals_total", &[("code", "downgrade")]),
+            Some(2.0)
+        );
+        assert_eq!(
+            v("weir_refusals_total", &[("code", "bad_signature")]),
+            Some(0.0)
+        );
         assert_eq!(
             v("weir_policy_active_version", &[("policy", "clamp")]),
             Some(7.0)
         );
-        assert_eq!(v("weir_capture_flows_total", &[("source", "flows")]), Some(12.0));
+        assert_eq!(
+            v("weir_capture_flows_total", &[("source", "flows")]),
+            Some(12.0)
+        );
         assert_eq!(
             v("weir_capture_ringbuf_full_total", &[("source", "flows")]),
             Some(2.0)

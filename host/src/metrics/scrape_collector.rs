@@ -25,12 +25,16 @@ type CaptureField = (&'static str, &'static str, fn(&CaptureCounters) -> u64);
 /// Every capture counter, in the order `weir status` shows them.
 pub(crate) const CAPTURE_COUNTERS: [CaptureField; 11] = [
     ("capture_flows", "Flow records emitted.", |c| c.flows),
-    ("capture_packets", "Packets counted in emitted flow records.", |c| {
-        c.packets
-    }),
-    ("capture_bytes", "Bytes counted in emitted flow records.", |c| {
-        c.bytes
-    }),
+    (
+        "capture_packets",
+        "Packets counted in emitted flow records.",
+        |c| c.packets,
+    ),
+    (
+        "capture_bytes",
+        "Bytes counted in emitted flow records.",
+        |c| c.bytes,
+    ),
     (
         "capture_map_full",
         "Packets the flow map had no room for, sent as ring-buffer events instead (not lost).",
@@ -104,12 +108,7 @@ fn gauge(
     help: &str,
     value: i64,
 ) -> Result<(), std::fmt::Error> {
-    ConstGauge::new(value).encode(encoder.encode_descriptor(
-        name,
-        help,
-        None,
-        MetricType::Gauge,
-    )?)
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
 }
 
 /// A labelled family of constant values: `samples` are (label value, value).

@@ -110,7 +110,8 @@ pub fn run(
                     generation = chain.generation();
                     all_stamps = stamps(&chain).into();
                 }
-                for (index, (policy, stamp)) in chain.policies().iter().zip(&*all_stamps).enumerate()
+                for (index, (policy, stamp)) in
+                    chain.policies().iter().zip(&*all_stamps).enumerate()
                 {
                     meter.publish(index, stamp, &policy.stats);
                 }
