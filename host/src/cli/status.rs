@@ -52,7 +52,9 @@ fn num(v: f64) -> String {
 fn table(header: &[&str], rows: Vec<Vec<String>>, right_from: usize) -> Table {
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-    table.set_header(header.to_vec());
+    if header.iter().any(|h| !h.is_empty()) {
+        table.set_header(header.to_vec());
+    }
     for row in rows {
         table.add_row(row);
     }

@@ -18,47 +18,47 @@ pub const BATCH_SECONDS_BUCKETS: [f64; 16] = [
     1.0, 2.5, 5.0,
 ];
 
-/// The per-policy counters: (name without `weir_` and `_total`, help), in the order
-/// [`policy_values`] returns them.
+/// The per-policy counters: (name without `weir_` and `_total`, help without the final period
+/// the encoder adds), in the order [`policy_values`] returns them.
 pub(crate) const POLICY_COUNTERS: [(&str, &str); 10] = [
     (
         "policy_batches",
-        "Batches the policy was given (a split batch's retries are not counted again).",
+        "Batches the policy was given (a split batch's retries are not counted again)",
     ),
-    ("policy_rows_in", "Rows the policy received."),
+    ("policy_rows_in", "Rows the policy received"),
     (
         "policy_rows_out",
         "Rows the policy passed on (including rows passed on unprocessed after a failure with \
-         on_error = \"pass\").",
+         on_error = \"pass\")",
     ),
     (
         "policy_rows_filtered",
-        "Rows the policy's selection removed.",
+        "Rows the policy's selection removed",
     ),
     (
         "policy_rows_dropped",
-        "Rows dropped after the policy failed on them (on_error = \"drop\").",
+        "Rows dropped after the policy failed on them (on_error = \"drop\")",
     ),
     (
         "policy_rows_dead_lettered",
-        "Rows sent to the dead-letter sink after the policy failed on them.",
+        "Rows sent to the dead-letter sink after the policy failed on them",
     ),
     (
         "policy_rows_passed_on_error",
         "Rows passed on unprocessed after the policy failed on them (on_error = \"pass\"; also \
-         in rows_out).",
+         in rows_out)",
     ),
     (
         "policy_batch_splits",
-        "Times a failing batch (or part of one) was split in two and the halves retried.",
+        "Times a failing batch (or part of one) was split in two and the halves retried",
     ),
     (
         "policy_rows_rescued",
-        "Rows of failing batches that went on after isolation (their part succeeded on a retry).",
+        "Rows of failing batches that went on after isolation (their part succeeded on a retry)",
     ),
     (
         "policy_instances_recycled",
-        "Warm instances replaced on schedule (not after a failure).",
+        "Warm instances replaced on schedule (not after a failure)",
     ),
 ];
 

@@ -50,34 +50,35 @@ impl PipelineMetrics {
     /// are read from it at scrape time).
     #[must_use]
     pub fn new(control: Arc<dyn PolicyControl>) -> Self {
+        // Help texts of registered metrics end without a period: the encoder adds one.
         let mut registry = Registry::default();
         let source_rows = Family::<SourceLabels, Counter>::default();
         let source_rejected = Family::<SourceLabels, Counter>::default();
         let source_bytes = Family::<SourceLabels, Counter>::default();
         registry.register(
             "weir_source_rows",
-            "Records a source decoded into rows.",
+            "Records a source decoded into rows",
             source_rows.clone(),
         );
         registry.register(
             "weir_source_rejected_records",
-            "Records a source rejected (they go to the dead-letter sink with the reason).",
+            "Records a source rejected (they go to the dead-letter sink with the reason)",
             source_rejected.clone(),
         );
         registry.register(
             "weir_source_read_bytes",
-            "Input bytes a source read (for ebpf_flows: 88 bytes per flow record).",
+            "Input bytes a source read (for ebpf_flows: 88 bytes per flow record)",
             source_bytes.clone(),
         );
         let chain = ChainFamilies::default();
         registry.register(
             "weir_chain_batches",
-            "Batches the policy chain's stage numbered (with or without rows).",
+            "Batches the policy chain's stage numbered (with or without rows)",
             chain.batches.clone(),
         );
         registry.register(
             "weir_chain_batch_duration_seconds",
-            "Time one batch took through the whole policy chain.",
+            "Time one batch took through the whole policy chain",
             chain.batch_seconds.clone(),
         );
         for ((name, help), family) in POLICY_COUNTERS.iter().zip(&chain.policy) {
@@ -86,7 +87,7 @@ impl PipelineMetrics {
         registry.register(
             "weir_policy_errors",
             "Failed policy calls, by kind (time_limit, memory_limit, guest_error, bad_output, \
-             bad_input, guest_fault); the retries of split batches included.",
+             bad_input, guest_fault); the retries of split batches included",
             chain.errors.clone(),
         );
         let capture = CaptureSnapshots::default();
@@ -208,6 +209,7 @@ mod tests {
 
         let text = metrics.encode();
         assert!(text.ends_with("# EOF\n"), "{text}");
+        assert!(!text.contains("..\n"), "{text}");
         let samples = MetricSamples::parse(&text).unwrap();
         let v = |name: &str, l: &[(&str, &str)]| samples.value(name, &labels(l));
         assert_eq!(
