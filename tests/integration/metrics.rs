@@ -4,13 +4,19 @@
 //! parser independent of the host's) and checked against the numbers the input implies, then
 //! against the run summary; `weir status` must print the same numbers; the logs of `weir run`
 //! come out as JSON with `--log-format json`.
+//!
+//! The capture counters are checked with known traffic through an `ebpf_flows` source in a
+//! network namespace (root, as for the capture tests; fails, never skips, without it).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use weir_tests::bundle_tools::sign_policy;
+use weir_tests::flow_rows::{CaptureConfig, NetnsWeir, SOURCE};
+use weir_tests::netns::{A_V4, B_V4, Testbed, netns_exec, udp_send};
 use weir_tests::weir_process::{Running, Scratch, free_tcp_port, weir_bin};
 
 /// Good lines in the input; every tenth is an outlier (100 °C).
@@ -64,6 +70,12 @@ fn parse(text: &str) -> Vec<Sample> {
 struct Scrape(Vec<Sample>);
 
 impl Scrape {
+    /// `GET /metrics` from inside the network namespace `ns`.
+    fn get_in(ns: &str, base: &str) -> (Self, String) {
+        let base = base.to_owned();
+        Testbed::in_netns(ns, move || Ok(Self::get(&base))).expect("scrape inside the namespace")
+    }
+
     fn get(base: &str) -> (Self, String) {
         let mut r = ureq::get(format!("{base}/metrics"))
             .call()
@@ -464,4 +476,102 @@ fn metrics_count_every_row_and_weir_status_shows_them() {
             finished.stderr
         );
     }
+}
+
+/// Frame bytes of a UDP/IPv4 datagram: Ethernet, IPv4 and UDP headers.
+const V4_HDRS: u64 = 14 + 20 + 8;
+
+#[test]
+fn metrics_show_capture_counters_while_flows_are_captured() {
+    let bed = Testbed::new("metrics", false)
+        .unwrap_or_else(|e| panic!("creating network namespaces (this test needs root): {e:#}"));
+    let s = Scratch::new("metrics-capture");
+    let port = free_tcp_port();
+    // Flows end after 1 s idle: they are emitted, and counted, while weir runs.
+    let config = CaptureConfig {
+        idle_timeout: "1s".into(),
+        drain_interval: "200ms".into(),
+        active_timeout: "60s".into(),
+        ..CaptureConfig::default()
+    };
+    let toml = config.toml();
+    let off = "listen = \"off\"";
+    assert!(toml.contains(off), "{toml}");
+    let path = s.write(
+        "weir.toml",
+        toml.replace(off, &format!("listen = \"127.0.0.1:{port}\"")),
+    );
+    let mut weir = NetnsWeir::run(&bed.a, &s, &path);
+    weir.wait_ready();
+    let base = format!("http://127.0.0.1:{port}");
+
+    let (src, dst) = (
+        SocketAddr::new(B_V4.into(), 6000),
+        SocketAddr::new(A_V4.into(), 7000),
+    );
+    let _ = udp_send(&bed, true, src, dst, 5, 300).unwrap();
+    let source = [("source", SOURCE)];
+    let started = Instant::now();
+    let (m, text) = loop {
+        let (m, text) = Scrape::get_in(&bed.a, &base);
+        if m.find("weir_capture_flows_total", &source) == Some(1.0) {
+            break (m, text);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the flow was not counted within 20 s:\n{text}\n{}",
+            weir.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // One way, no IPv6: the datagrams are the only IP traffic on the pair.
+    let per = V4_HDRS + 300;
+    assert_eq!(m.n("weir_capture_packets_total", &source), 5, "{text}");
+    assert_eq!(m.n("weir_capture_bytes_total", &source), 5 * per);
+    for lost in [
+        "ringbuf_full",
+        "map_errors",
+        "map_full",
+        "truncated",
+        "interface_lost",
+    ] {
+        assert_eq!(
+            m.n(&format!("weir_capture_{lost}_total"), &source),
+            0,
+            "{lost}"
+        );
+    }
+    // The flow record went through the source like any row (88 bytes a record).
+    let started = Instant::now();
+    let m = loop {
+        let (m, _) = Scrape::get_in(&bed.a, &base);
+        if m.find("weir_source_rows_total", &source) == Some(1.0) {
+            break m;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(m.n("weir_source_read_bytes_total", &source), 88);
+
+    let status = netns_exec(
+        &bed.a,
+        weir_bin().to_str().unwrap(),
+        &["status", "--to", &base],
+    )
+    .unwrap();
+    let capture = status
+        .lines()
+        .filter(|l| l.contains(SOURCE))
+        .nth(1)
+        .unwrap_or_else(|| panic!("no capture row in\n{status}"));
+    let capture = row(capture, SOURCE);
+    assert_eq!(capture[..4], cells![SOURCE, 1, 5, 5 * per][..], "{status}");
+    assert!(status.contains("ring buffer full (lost)"), "{status}");
+
+    let done = weir.stop(libc::SIGTERM);
+    let summary = done.ok();
+    let counters = &summary["sources"][SOURCE]["capture"];
+    assert_eq!(counters["flows"], 1, "{summary:#}");
+    assert_eq!(counters["packets"], 5);
+    assert_eq!(counters["bytes"], 5 * per);
 }
