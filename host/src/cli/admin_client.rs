@@ -144,9 +144,7 @@ impl AdminClient {
             .with_context(|| format!("{url} answered with an unexpected policy list"))?;
         Ok((list.policies, raw))
     }
-}
 
-impl AdminClient {
     /// `GET /metrics`: the metrics text.
     pub(crate) fn metrics(&self) -> anyhow::Result<String> {
         let url = format!("{}/metrics", self.base);
