@@ -428,10 +428,24 @@ impl NetnsWeir {
     /// `weir ARGS` in `ns`.
     #[must_use]
     pub fn start(ns: &str, scratch: &Scratch, args: &[&str], summary: Option<PathBuf>) -> Self {
+        Self::start_wrapped(ns, scratch, &[], args, summary)
+    }
+
+    /// `WRAPPER... weir ARGS` in `ns`: `wrapper` is a command that execs the rest, such as
+    /// `setpriv` with a set of capabilities.
+    #[must_use]
+    pub fn start_wrapped(
+        ns: &str,
+        scratch: &Scratch,
+        wrapper: &[&str],
+        args: &[&str],
+        summary: Option<PathBuf>,
+    ) -> Self {
         let stdout_path = scratch.join("weir-stdout.txt");
         let stderr_path = scratch.join("weir-stderr.txt");
         let child = Command::new("ip")
             .args(["netns", "exec", ns])
+            .args(wrapper)
             .arg(weir_bin())
             .args(args)
             .current_dir(scratch.path())
@@ -485,6 +499,24 @@ impl NetnsWeir {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits until stderr contains `needle` (`true`) or the process exits first (`false`);
+    /// panics after `timeout`.
+    pub fn wait_for_or_exit(&mut self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while !self.stderr().contains(needle) {
+            if !self.is_running() {
+                return self.stderr().contains(needle);
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no {needle:?} after {timeout:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
     }
 
     /// Waits for `pipeline ready` (the program is attached before).

@@ -22,7 +22,7 @@ use weir_host::policy::bundle::{
     BundleCaps, BundleLimits, SignOptions, SigningKey, TrustStore, sign_module,
 };
 use weir_host::policy::registry::{ChainSpec, PolicyRegistry, RegistryOptions};
-use weir_host::policy::{FailMode, PolicyControl};
+use weir_host::policy::{FailMode, PolicyControl, Recycle};
 use weir_host::sources::generate::{flow_batch, sensor_batch};
 
 const PUSHES: u64 = 50;
@@ -111,6 +111,7 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
             bundle: path,
             params: params.as_bytes().to_vec(),
             fail_mode: FailMode::DeadLetter,
+            recycle: Recycle::default(),
         });
     }
     let bundles: Vec<Vec<u8>> = (2..=PUSHES + 1).map(sign).collect();
@@ -127,6 +128,7 @@ fn measure(case: &Case, dir: &std::path::Path) -> Measured {
         bundle: first,
         params: case.params.as_bytes().to_vec(),
         fail_mode: FailMode::DeadLetter,
+        recycle: Recycle::default(),
     });
     let (registry, mut chain) =
         PolicyRegistry::load(&engine, None, options, &specs).expect("registry loads");

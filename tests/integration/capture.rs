@@ -913,3 +913,126 @@ fn weir_capture_prints_flows_as_json() {
     line.assert_totals(&rows);
     line.assert_no_loss();
 }
+
+/// The capabilities `examples/systemd/weir.service` grants (`AmbientCapabilities=`), in
+/// `setpriv` spelling (`bpf`, `net_admin`, ...). Panics unless the bounding set is the same.
+fn unit_capabilities() -> Vec<String> {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/systemd/weir.service"),
+    )
+    .expect("the example unit");
+    let caps = |key: &str| -> Vec<String> {
+        let line = unit
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("the unit sets {key}"));
+        line.split_whitespace()
+            .map(|c| c.trim_start_matches("CAP_").to_ascii_lowercase())
+            .collect()
+    };
+    let ambient = caps("AmbientCapabilities=");
+    assert_eq!(ambient, caps("CapabilityBoundingSet="));
+    assert!(unit.contains("\nNoNewPrivileges=yes\n"));
+    ambient
+}
+
+/// `setpriv` as user `nobody` with exactly `caps` (inheritable, ambient and bounding) and
+/// no_new_privs: what the systemd unit gives the service.
+fn setpriv(caps: &[String]) -> Vec<String> {
+    let set = |list: &[String]| {
+        std::iter::once("-all".to_owned())
+            .chain(list.iter().map(|c| format!("+{c}")))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    vec![
+        "setpriv".into(),
+        "--reuid=65534".into(),
+        "--regid=65534".into(),
+        "--clear-groups".into(),
+        "--no-new-privs".into(),
+        format!("--inh-caps={}", set(caps)),
+        format!("--ambient-caps={}", set(caps)),
+        format!("--bounding-set={}", set(caps)),
+    ]
+}
+
+#[test]
+fn the_systemd_units_capabilities_are_enough_and_each_is_needed() {
+    let caps = unit_capabilities();
+    assert_eq!(caps, ["bpf", "net_admin", "perfmon"]);
+    let bed = testbed("caps", false);
+    let capture = |caps: &[String], tag: &str| {
+        let s = Scratch::new(&format!("cap-caps-{tag}"));
+        let wrapper = setpriv(caps);
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let args = [
+            "capture",
+            "--iface",
+            VETH_A,
+            "--json",
+            "--duration",
+            "3s",
+            "--interval",
+            "200ms",
+        ];
+        let mut weir = NetnsWeir::start_wrapped(&bed.a, &s, &wrapper, &args, None);
+        let started = weir.wait_for_or_exit("capturing on", Duration::from_secs(60));
+        if started {
+            let (a, b) = (sock(A_V4, 7101), sock(B_V4, 6101));
+            let _ = udp_exchange_between(&bed, a, b, 4, 150, 50).unwrap();
+        }
+        (weir.wait(Duration::from_secs(60)), s)
+    };
+
+    // Exactly the unit's set, as an unprivileged user: counts are exact.
+    let (done, _s) = capture(&caps, "all");
+    assert_eq!(done.code, Some(0), "with {caps:?}:\n{}", done.stderr);
+    let reader = arrow_json::ReaderBuilder::new(weir_host::capture::flow_schema())
+        .build(std::io::Cursor::new(done.stdout.clone()))
+        .expect("JSON reader");
+    let batches: Vec<_> = reader.map(|b| b.expect("a flow")).collect();
+    let rows = FlowRow::from_batches(&batches);
+    let va = va(&bed);
+    for (key, want) in udp_pair(sock(A_V4, 7101), sock(B_V4, 6101), 4, 150, 50) {
+        let _ = assert_flow(&rows, &key, va, &want);
+    }
+
+    // Without any one of them, capture refuses to start, and says why.
+    for missing in &caps {
+        let fewer: Vec<String> = caps.iter().filter(|c| *c != missing).cloned().collect();
+        let (done, _s) = capture(&fewer, missing);
+        assert_ne!(done.code, Some(0), "capture ran without {missing}");
+        assert!(
+            done.stderr
+                .contains("CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON"),
+            "without {missing}, the error names what is needed:\n{}",
+            done.stderr
+        );
+    }
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let s = Scratch::new("unit-verify");
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/systemd/weir.service"),
+    )
+    .unwrap()
+    .replace(
+        "/usr/local/bin/weir",
+        weir_tests::weir_process::weir_bin().to_str().unwrap(),
+    );
+    let path = s.write("weir.service", unit);
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (Debian package systemd; `cargo xtask setup`)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warns:\n{stderr}"
+    );
+}

@@ -4,6 +4,7 @@
 mod capture;
 mod cli;
 mod hostile;
+mod isolation;
 mod metrics;
 mod pipeline;
 mod pipeline_formats;

@@ -680,3 +680,120 @@ fn tls_admin_api_and_a_two_key_threshold_through_weir_push() {
     assert_balanced(&summary);
     assert_eq!(output(&t.s.join("out")).len(), 1000);
 }
+
+/// A config for the key-rotation test: `keys` trusted (name, `.pub` under `keys/`), `revoked`
+/// (`.pub` files under `keys/`), the configured bundle `bundles/v1.wpol`.
+fn rotation_config(s: &Scratch, port: u16, keys: &[&str], revoked: &[&str]) -> std::path::PathBuf {
+    let trusted: String = keys
+        .iter()
+        .map(|k| format!("[[trust.keys]]\nname = \"{k}\"\npublic_key = \"keys/{k}.pub\"\n"))
+        .collect();
+    let revoked: Vec<String> = revoked
+        .iter()
+        .map(|k| format!("\"keys/{k}.pub\""))
+        .collect();
+    s.write(
+        "weir.toml",
+        format!(
+            "[pipeline]\nstate_dir = \"state\"\ncanary_batches = 0\n\
+             [sources.in]\ntype = \"stdin\"\n[sources.in.schema]\ncolumns = [\"seq: int64\"]\n\
+             [trust]\nrevoked_keys = [{}]\n{trusted}\
+             [[policies]]\nbundle = \"bundles/v1.wpol\"\n\
+             [sinks.out]\ntype = \"parquet\"\npath = \"out\"\n\
+             [admin]\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"admin.token\"\n",
+            revoked.join(", ")
+        ),
+    )
+}
+
+#[test]
+fn key_rotation_in_the_order_docs_operations_gives() {
+    let s = Scratch::new("rotation");
+    let keys = s.join("keys");
+    let (old, _) = keygen(&keys, "old");
+    let (new, _) = keygen(&keys, "new");
+    let module = |v: u64| s.write(&format!("m{v}.wasm"), versioned_module(v));
+    let _ = sign(&[&old], NAME, 1, &module(1), &s.join("bundles/v1.wpol"));
+    let _ = s.write("admin.token", "rotate-token\n");
+    let port = free_tcp_port();
+    let admin = Admin {
+        base: format!("http://127.0.0.1:{port}"),
+        token: "rotate-token".into(),
+    };
+    let start = |config: &Path| {
+        let running = Running::start_piped(&s, &["run", "--config", config.to_str().unwrap()]);
+        assert!(
+            admin.wait_ready(Duration::from_secs(60)),
+            "no admin API:\n{}",
+            running.stderr()
+        );
+        running
+    };
+    let version = || {
+        admin.get("/v1/policies")["policies"][0]["version"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // Before: only the old key; v2 signed by it is pushed and accepted.
+    let config = rotation_config(&s, port, &["old"], &[]);
+    let running = start(&config);
+    let v2 = sign(&[&old], NAME, 2, &module(2), &s.join("v2.wpol"));
+    assert_eq!(admin.put(NAME, &v2).0, 200);
+    assert_eq!(version(), 2);
+    let _ = finish(running);
+
+    // 1. Add the new key next to the old one; restart: the accepted v2 still runs.
+    let config = rotation_config(&s, port, &["old", "new"], &[]);
+    let running = start(&config);
+    assert_eq!(version(), 2);
+    // 2. Re-sign with the new key at a new version; it replaces the configured bundle, and
+    // is pushed (a hot swap).
+    let v3 = sign(&[&new], NAME, 3, &module(3), &s.join("v3.wpol"));
+    std::fs::write(s.join("bundles/v1.wpol"), &v3).unwrap();
+    assert_eq!(admin.put(NAME, &v3).0, 200);
+    assert_eq!(version(), 3);
+    let _ = finish(running);
+
+    // 3. Revoke the old key; restart: v3 runs, and the old key can sign nothing more.
+    let config = rotation_config(&s, port, &["new"], &["old"]);
+    let running = start(&config);
+    assert_eq!(version(), 3);
+    let v4_old = sign(&[&old], NAME, 4, &module(4), &s.join("v4-old.wpol"));
+    assert_refused(
+        &admin.put(NAME, &v4_old),
+        "revoked",
+        "a bundle signed by the old key",
+    );
+    let v4 = sign(&[&new], NAME, 4, &module(4), &s.join("v4.wpol"));
+    assert_eq!(admin.put(NAME, &v4).0, 200);
+    let _ = finish(running);
+
+    // The wrong order: the configured bundle is re-signed with the new key, but not at a
+    // version above the accepted v2, which only the old key signed; then the old key is
+    // revoked. The host refuses to start and names the stored bundle it cannot verify.
+    let s2 = Scratch::new("rotation-wrong-order");
+    std::fs::create_dir_all(s2.join("keys")).unwrap();
+    for k in ["old.pub", "new.pub"] {
+        std::fs::copy(keys.join(k), s2.join("keys").join(k)).unwrap();
+    }
+    let _ = sign(&[&old], NAME, 1, &module(1), &s2.join("bundles/v1.wpol"));
+    let _ = s2.write("admin.token", "rotate-token\n");
+    let config = rotation_config(&s2, port, &["old"], &[]);
+    let running = Running::start_piped(&s2, &["run", "--config", config.to_str().unwrap()]);
+    assert!(admin.wait_ready(Duration::from_secs(60)));
+    assert_eq!(admin.put(NAME, &v2).0, 200);
+    let _ = finish(running);
+    let _ = sign(&[&new], NAME, 1, &module(1), &s2.join("bundles/v1.wpol"));
+    let config = rotation_config(&s2, port, &["new"], &["old"]);
+    let mut refused = Running::start_piped(&s2, &["run", "--config", config.to_str().unwrap()]);
+    drop(refused.child.stdin.take());
+    let done = refused.wait(Duration::from_secs(60));
+    assert_ne!(done.code, Some(0));
+    assert!(
+        done.stderr.contains(&format!("state/policies/{NAME}.wpol"))
+            && done.stderr.contains("revoked"),
+        "{}",
+        done.stderr
+    );
+}

@@ -38,11 +38,15 @@ pub const CARGO_DENY_VERSION: &str = "0.20.2";
 /// - for flow capture (`ebpf/`): iproute2 (`ip netns`, veth pairs for the tests), ethtool
 ///   (offloads on and off in the GSO tests) and bpftool (the tests check that nothing stays
 ///   attached after shutdown).
+/// - for the operations tests: util-linux (`setpriv`, to run capture with exactly the example
+///   systemd unit's capabilities) and systemd (`systemd-analyze verify` on that unit).
 const DEBIAN_PACKAGES: &[&str] = &[
     "binaryen",
     "iproute2",
     "ethtool",
     "bpftool",
+    "util-linux",
+    "systemd",
     "musl-tools",
     "gcc-aarch64-linux-gnu",
     "libc6-dev-arm64-cross",

@@ -5,8 +5,11 @@ use super::TickClockError;
 /// Why flow capture could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
-    /// The embedded object did not load (often: not root, or no `CAP_BPF`/`CAP_NET_ADMIN`).
-    #[error("loading the flows eBPF program (needs root, or CAP_BPF and CAP_NET_ADMIN): {cause}")]
+    /// The embedded object did not load (often: not root, or missing capabilities).
+    #[error(
+        "loading the flows eBPF program (needs root, or CAP_BPF, CAP_NET_ADMIN and \
+         CAP_PERFMON): {cause}"
+    )]
     Load {
         /// The cause.
         #[source]

@@ -123,9 +123,14 @@ impl FlowProgram {
             .into_iter()
             .chain([CLOCK_PROGRAM])
         {
-            classifier(&mut ebpf, name)?
-                .load()
-                .map_err(|e| CaptureError::program(name, "load (verifier)", e))?;
+            classifier(&mut ebpf, name)?.load().map_err(|e| {
+                CaptureError::program(
+                    name,
+                    "load (the verifier; needs root, or CAP_BPF, CAP_NET_ADMIN and \
+                         CAP_PERFMON)",
+                    e,
+                )
+            })?;
         }
         let mut take = |name: &'static str| {
             ebpf.take_map(name).ok_or(CaptureError::Config {
@@ -180,7 +185,11 @@ impl FlowProgram {
                 Ok(id) => links.push((program, id)),
                 Err(e) => {
                     self.detach_links(&mut links);
-                    return Err(CaptureError::program(program, "attach", e));
+                    return Err(CaptureError::program(
+                        program,
+                        "attach (needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)",
+                        e,
+                    ));
                 }
             }
         }

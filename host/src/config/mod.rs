@@ -30,6 +30,7 @@ pub use trust_config::{TrustConfig, TrustKeyConfig};
 pub use units::{ByteSize, HumanDuration};
 
 use crate::engine::Limits;
+use crate::policy::Isolation;
 
 /// A configuration error: the file, the key (dotted path, may be empty) and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,13 @@ pub struct PipelineConfig {
     /// swapped in (default 4; 0 disables the canary).
     #[serde(default = "default_canary_batches")]
     pub canary_batches: usize,
+    /// How often a batch a policy fails on is halved to find the rows it fails on (default
+    /// 16; 0 turns poison-batch isolation off). See `Isolation`.
+    #[serde(default = "default_poison_split_depth")]
+    pub poison_split_depth: u32,
+    /// Retries at most on the pieces of one failing batch (default 64).
+    #[serde(default = "default_poison_split_retries")]
+    pub poison_split_retries: u32,
 }
 
 fn default_batch_rows() -> usize {
@@ -129,6 +137,12 @@ fn default_queue_depth() -> usize {
 fn default_canary_batches() -> usize {
     4
 }
+fn default_poison_split_depth() -> u32 {
+    Isolation::default().max_depth
+}
+fn default_poison_split_retries() -> u32 {
+    Isolation::default().max_retries
+}
 fn default_state_dir() -> PathBuf {
     PathBuf::from("weir-state")
 }
@@ -141,6 +155,19 @@ impl Default for PipelineConfig {
             queue_depth: default_queue_depth(),
             state_dir: default_state_dir(),
             canary_batches: default_canary_batches(),
+            poison_split_depth: default_poison_split_depth(),
+            poison_split_retries: default_poison_split_retries(),
+        }
+    }
+}
+
+impl PipelineConfig {
+    /// Poison-batch isolation as configured.
+    #[must_use]
+    pub fn isolation(&self) -> Isolation {
+        Isolation {
+            max_depth: self.poison_split_depth,
+            max_retries: self.poison_split_retries,
         }
     }
 }
@@ -161,6 +188,11 @@ pub struct LimitsConfig {
     /// Largest module accepted (default 16MiB).
     #[serde(default)]
     pub max_module: Option<ByteSize>,
+    /// The device-wide memory budget: every policy instance's linear memory plus the batches
+    /// queued between the sources and the sinks. Past it, sources wait; nothing is dropped.
+    /// Default: none (the queues are bounded by `pipeline.queue_depth` alone).
+    #[serde(default)]
+    pub memory_budget: Option<ByteSize>,
 }
 
 impl LimitsConfig {
@@ -299,6 +331,36 @@ impl Config {
                 return Err(self.err(
                     format!("policies[{i}].bundle"),
                     format!("no such file: {}", bundle.display()),
+                ));
+            }
+            let cap = self.limits.to_limits().memory_bytes as u64;
+            if let Some(mark) = policy.recycle_memory
+                && (mark.0 == 0 || mark.0 >= cap)
+            {
+                return Err(self.err(
+                    format!("policies[{i}].recycle_memory"),
+                    format!(
+                        "{} must be more than zero and below the memory limit per instance \
+                         ({cap} bytes, limits.memory): an instance fails at the limit before \
+                         it would be recycled",
+                        mark.0
+                    ),
+                ));
+            }
+        }
+        if let Some(budget) = self.limits.memory_budget {
+            let guests = self.policies.len() as u64 * self.limits.to_limits().memory_bytes as u64;
+            if budget.0 <= guests {
+                return Err(self.err(
+                    "limits.memory_budget",
+                    format!(
+                        "{} bytes leaves no room for batches: the {} policies may use up to \
+                         {guests} bytes of guest memory ({} each, limits.memory); raise the \
+                         budget or lower limits.memory",
+                        budget.0,
+                        self.policies.len(),
+                        self.limits.to_limits().memory_bytes
+                    ),
                 ));
             }
         }

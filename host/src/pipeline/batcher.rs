@@ -9,6 +9,7 @@ use arrow_schema::SchemaRef;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::MemoryTicket;
 use super::record::{Checkpoint, Envelope, Rejected, SourceChunk};
 
 /// Pending rows of one source.
@@ -23,6 +24,8 @@ pub struct Batcher {
     rejected: Vec<Rejected>,
     checkpoint: Option<Checkpoint>,
     bytes: u64,
+    /// The memory-budget charges of the pending chunks.
+    tickets: Vec<Arc<MemoryTicket>>,
     /// When the oldest pending record must leave.
     deadline: Option<Instant>,
 }
@@ -49,6 +52,7 @@ impl Batcher {
             rejected: Vec::new(),
             checkpoint: None,
             bytes: 0,
+            tickets: Vec::new(),
             deadline: None,
         }
     }
@@ -95,6 +99,7 @@ impl Batcher {
         }
         self.rejected.extend(chunk.rejected);
         self.bytes += chunk.bytes;
+        self.tickets.extend(chunk.ticket);
         if chunk.checkpoint.is_some() {
             self.checkpoint = chunk.checkpoint;
         }
@@ -110,6 +115,8 @@ impl Batcher {
                         rejected: std::mem::take(&mut self.rejected),
                         checkpoint: None,
                         bytes: std::mem::take(&mut self.bytes),
+                        // The chunk's charge rides on the last slice.
+                        tickets: Vec::new(),
                     });
                     self.checkpoint = checkpoint;
                     offset += self.max_rows;
@@ -134,6 +141,7 @@ impl Batcher {
         self.deadline = None;
         if self.rows == 0 && self.rejected.is_empty() && self.checkpoint.is_none() {
             self.bytes = 0;
+            self.tickets.clear();
             return None;
         }
         let batch = match self.batches.len() {
@@ -152,6 +160,7 @@ impl Batcher {
             rejected: std::mem::take(&mut self.rejected),
             checkpoint: self.checkpoint.take(),
             bytes: std::mem::take(&mut self.bytes),
+            tickets: std::mem::take(&mut self.tickets),
         })
     }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 use super::commits::Commits;
 use super::record::{DeadRecords, Envelope, PolicyStamp};
 use super::sink_stage::SinkItem;
+use super::{MemoryBudget, MemoryTicket};
 use crate::metrics::ChainMeter;
 use crate::policy::PolicyChain;
 
@@ -32,6 +33,8 @@ pub struct ChainOutputs {
     pub sinks: Vec<mpsc::Sender<(u64, SinkItem)>>,
     /// The dead-letter sink.
     pub dead_letter: mpsc::Sender<(u64, Vec<DeadRecords>)>,
+    /// The device's memory budget, told the guests' memory after each batch.
+    pub budget: Option<Arc<MemoryBudget>>,
 }
 
 /// The chain stopped because a sink stopped taking batches.
@@ -84,8 +87,10 @@ pub fn run(
             batch,
             rejected,
             checkpoint,
+            tickets,
             ..
         } = envelope;
+        let tickets: Arc<[Arc<MemoryTicket>]> = tickets.into();
         let mut dead = Vec::new();
         {
             let mut c = counts.lock();
@@ -104,6 +109,9 @@ pub fn run(
                 let started = Instant::now();
                 let out = chain.run(batch);
                 meter.batch_time(started.elapsed());
+                if let Some(budget) = &outputs.budget {
+                    budget.set_guest_memory(chain.guest_memory_bytes());
+                }
                 // A policy switched version at this batch boundary: files and dead letters
                 // name the version that processed their rows.
                 if chain.generation() != generation {
@@ -139,6 +147,7 @@ pub fn run(
             let item = SinkItem {
                 batch: batch.clone(),
                 stamps: Arc::clone(&all_stamps),
+                tickets: Arc::clone(&tickets),
             };
             tx.blocking_send((seq, item)).map_err(|_| SinkGone)?;
         }

@@ -15,6 +15,7 @@ mod batcher;
 mod chain_stage;
 mod commits;
 mod error;
+mod memory_budget;
 mod record;
 mod sink_stage;
 mod summary;
@@ -32,6 +33,7 @@ pub use batcher::{Batcher, BatcherClosed};
 pub use chain_stage::{ChainCounts, stamps};
 pub use commits::Commits;
 pub use error::PipelineError;
+pub use memory_budget::{BudgetReport, MemoryBudget, MemoryTicket};
 pub use record::{Checkpoint, DeadRecords, Envelope, PolicyStamp, Rejected, SourceChunk};
 pub use summary::{PolicySummary, RunSummary, SourceSummary};
 
@@ -118,6 +120,7 @@ impl Plan {
                     None => b"{}".to_vec(),
                 },
                 fail_mode: policy.on_error,
+                recycle: policy.recycle(),
             })
             .collect();
         let options = RegistryOptions {
@@ -130,13 +133,14 @@ impl Plan {
             canary_batches: config.pipeline.canary_batches,
             record_versions,
         };
-        let (registry, chain) =
+        let (registry, mut chain) =
             PolicyRegistry::load(&engine, cache, options, &specs).map_err(|source| {
                 PipelineError::Registry {
                     origin: origin.clone(),
                     source: Box::new(source),
                 }
             })?;
+        chain.set_isolation(config.pipeline.isolation());
         let mut sources = Vec::with_capacity(config.sources.len());
         for (name, source) in &config.sources {
             let opened = crate::sources::open(&config, name, source).map_err(|source| {
@@ -368,6 +372,11 @@ impl Pipeline {
         let commits = Arc::new(Commits::new(sinks.len() + 1, config.state_dir()));
         let counts = Arc::new(Mutex::new(ChainCounts::default()));
         let policy_stamps = stamps(&chain);
+        let budget = config.limits.memory_budget.map(|limit| {
+            let budget = MemoryBudget::new(limit.0);
+            budget.set_guest_memory(chain.guest_memory_bytes());
+            budget
+        });
 
         // Sinks first, so that they are ready when data arrives.
         let mut sink_txs = Vec::with_capacity(sinks.len());
@@ -412,6 +421,7 @@ impl Pipeline {
             let outputs = chain_stage::ChainOutputs {
                 sinks: sink_txs,
                 dead_letter: dead_tx,
+                budget: budget.clone(),
             };
             let (commits, counts, stop) =
                 (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
@@ -449,6 +459,7 @@ impl Pipeline {
                 batch_rows: config.pipeline.batch_max_rows,
                 state_dir: config.state_dir(),
                 meter: metrics.source_meter(&name),
+                budget: budget.clone(),
             };
             source_tasks.push((name, source.start(ctx)));
         }
@@ -544,6 +555,9 @@ impl Pipeline {
                             .iter()
                             .map(|(k, n)| (k.as_str().to_owned(), *n))
                             .collect(),
+                        batch_splits: p.stats.batch_splits,
+                        rows_rescued: p.stats.rows_rescued,
+                        instances_recycled: p.stats.instances_recycled,
                     })
                     .collect()
             })
@@ -575,6 +589,7 @@ impl Pipeline {
             elapsed_secs: ready.elapsed().as_secs_f64(),
             checkpoints_stored: commits.stored(),
             errors,
+            memory_budget: budget.as_ref().map(|b| b.report()),
         };
         summary.total();
         summary

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
+use super::MemoryTicket;
+
 /// A file source's read position, stored in the state directory so that a restarted follow
 /// source neither re-reads nor skips a line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -42,6 +44,8 @@ pub struct SourceChunk {
     pub checkpoint: Option<Checkpoint>,
     /// Input bytes this chunk covers (for throughput and progress).
     pub bytes: u64,
+    /// Its charge on the memory budget, if there is one (set when the source sends it).
+    pub ticket: Option<Arc<MemoryTicket>>,
 }
 
 impl SourceChunk {
@@ -111,4 +115,7 @@ pub struct Envelope {
     pub checkpoint: Option<Checkpoint>,
     /// Input bytes covered.
     pub bytes: u64,
+    /// The charges of its chunks on the memory budget: released when the last sink has
+    /// taken the batch's output.
+    pub tickets: Vec<Arc<MemoryTicket>>,
 }

@@ -8,6 +8,7 @@ use arrow_array::RecordBatch;
 use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
+use super::MemoryTicket;
 use super::commits::Commits;
 use super::record::{DeadRecords, PolicyStamp};
 use crate::sinks::{DeadLetterSink, Sink, SinkError, SinkReport};
@@ -22,6 +23,10 @@ pub struct SinkItem {
     pub batch: RecordBatch,
     /// The policy versions that produced them.
     pub stamps: Arc<[PolicyStamp]>,
+    /// The input's charges on the memory budget, shared by every sink's copy: released when
+    /// the last sink has taken the batch.
+    #[expect(dead_code, reason = "held for its drop, which releases the charge")]
+    pub tickets: Arc<[Arc<MemoryTicket>]>,
 }
 
 /// What a stage drives: a data sink or the dead-letter sink.

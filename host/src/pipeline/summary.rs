@@ -6,6 +6,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::BudgetReport;
 use super::chain_stage::ChainCounts;
 use crate::sinks::SinkReport;
 use crate::sources::SourceReport;
@@ -29,8 +30,14 @@ pub struct PolicySummary {
     pub dead_lettered: u64,
     /// Rows dropped after a failure (`on_error = "drop"`).
     pub dropped: u64,
-    /// Failures by kind.
+    /// Failed calls by kind.
     pub errors: BTreeMap<String, u64>,
+    /// Times a failing batch was split to isolate the rows the policy fails on.
+    pub batch_splits: u64,
+    /// Rows of failing batches that went on after isolation.
+    pub rows_rescued: u64,
+    /// Instances replaced on schedule (`recycle_after_batches`, `recycle_memory`).
+    pub instances_recycled: u64,
 }
 
 /// A source's summary.
@@ -81,6 +88,8 @@ pub struct RunSummary {
     pub checkpoints_stored: u64,
     /// Errors that ended a source or sink early.
     pub errors: Vec<String>,
+    /// The memory budget, when one is configured (`limits.memory_budget`).
+    pub memory_budget: Option<BudgetReport>,
 }
 
 impl RunSummary {
@@ -156,7 +165,17 @@ impl fmt::Display for RunSummary {
             ]);
         }
         for p in &self.policies {
-            let errors: Vec<String> = p.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            let mut errors: Vec<String> =
+                p.errors.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+            if p.batch_splits > 0 {
+                errors.push(format!(
+                    "{} splits, {} rows rescued",
+                    p.batch_splits, p.rows_rescued
+                ));
+            }
+            if p.instances_recycled > 0 {
+                errors.push(format!("{} recycled", p.instances_recycled));
+            }
             table.add_row([
                 format!("policy {}", p.name),
                 p.rows_in.to_string(),
@@ -192,6 +211,17 @@ impl fmt::Display for RunSummary {
             if let Some(capture) = &s.report.capture {
                 writeln!(f, "capture {name}: {capture}")?;
             }
+        }
+        if let Some(b) = &self.memory_budget {
+            writeln!(
+                f,
+                "memory budget {}: peak {} (guests {} at the end); sources paused {} times, {} ms",
+                bytesize::ByteSize(b.limit).display().iec(),
+                bytesize::ByteSize(b.peak).display().iec(),
+                bytesize::ByteSize(b.guest).display().iec(),
+                b.pauses,
+                b.paused_ms
+            )?;
         }
         for error in &self.errors {
             writeln!(f, "error: {error}")?;

@@ -70,6 +70,11 @@ fn classify(
 }
 
 impl PolicyInstance {
+    /// The size of the instance's linear memory now, in bytes.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.memory.data_size(&self.store)
+    }
+
     /// Instantiates `module` and initializes it with `params`, all under the init deadline.
     pub(crate) fn new(module: &PolicyModule, params: &[u8]) -> Result<Self, PolicyError> {
         let engine = module.engine();

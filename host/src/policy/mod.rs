@@ -11,7 +11,9 @@ mod load;
 pub mod registry;
 mod runner;
 
-pub use chain::{ChainOutput, ChainPolicy, DeadLetter, FailMode, PolicyChain, PolicyStats};
+pub use chain::{
+    ChainOutput, ChainPolicy, DeadLetter, FailMode, Isolation, PolicyChain, PolicyStats, Recycle,
+};
 pub use compile_cache::{CacheError, CompileCache};
 pub use control::{
     Activation, Health, PolicyControl, PolicyStatus, PromotionTimings, Refusal, RefusalCode,

@@ -87,6 +87,25 @@ impl PolicyRunner {
         self.instance.is_some()
     }
 
+    /// The warm instance's linear memory, in bytes (`None` when no instance is warm).
+    #[must_use]
+    pub fn memory_bytes(&self) -> Option<usize> {
+        self.instance.as_ref().map(PolicyInstance::memory_bytes)
+    }
+
+    /// Replaces the warm instance with a fresh one (instantiated and initialized now), so
+    /// that whatever the old one accumulated, leaks included, is freed. State the policy kept
+    /// inside the instance starts over.
+    ///
+    /// # Errors
+    /// When the fresh instance cannot start; no instance is warm then, and the next batch
+    /// tries again.
+    pub fn recycle(&mut self) -> Result<(), PolicyError> {
+        self.instance = None;
+        self.instance = Some(PolicyInstance::new(&self.module, &self.params)?);
+        Ok(())
+    }
+
     /// Runs `batch` through the policy and returns its output.
     ///
     /// # Errors

@@ -59,6 +59,7 @@ impl ChunkSender {
             return None;
         }
         chunk.bytes = std::mem::take(&mut self.unsent_bytes);
+        self.ctx.charge(&mut chunk);
         let rows = chunk.batch.as_ref().map_or(0, |b| b.num_rows() as u64);
         self.report.rows += rows;
         self.report.rejected += chunk.rejected.len() as u64;
@@ -71,6 +72,7 @@ impl ChunkSender {
     /// # Errors
     /// [`SourceError::Closed`] when the pipeline stopped taking chunks.
     pub(crate) fn send_blocking(&mut self, chunk: SourceChunk) -> Result<(), SourceError> {
+        self.ctx.wait_for_room_blocking();
         match self.prepare(chunk) {
             Some(chunk) => self
                 .ctx
@@ -86,6 +88,7 @@ impl ChunkSender {
     /// # Errors
     /// [`SourceError::Closed`] when the pipeline stopped taking chunks.
     pub(crate) async fn send(&mut self, chunk: SourceChunk) -> Result<(), SourceError> {
+        self.ctx.wait_for_room().await;
         match self.prepare(chunk) {
             Some(chunk) => self
                 .ctx

@@ -95,6 +95,7 @@ fn send(
             rejected: Vec::new(),
             checkpoint: None,
             bytes: 0,
+            ticket: None,
         })?;
     }
     Ok(())

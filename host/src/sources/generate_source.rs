@@ -92,11 +92,13 @@ impl GenerateSource {
             ctx.bytes_read.fetch_add(bytes, Ordering::Relaxed);
             report.rows += chunk_rows;
             report.bytes += bytes;
-            let chunk = SourceChunk {
+            let mut chunk = SourceChunk {
                 batch: Some(batch),
                 bytes,
                 ..SourceChunk::default()
             };
+            ctx.wait_for_room().await;
+            ctx.charge(&mut chunk);
             // The pipeline drains on shutdown, so this send completes: nothing counted is lost.
             if ctx.tx.send(chunk).await.is_err() {
                 return Err(SourceError::Closed {

@@ -105,6 +105,37 @@ pub struct SourceContext {
     pub state_dir: std::path::PathBuf,
     /// The source's metrics (rows, rejections and bytes, counted per chunk).
     pub meter: crate::metrics::SourceMeter,
+    /// The device's memory budget, if configured: a source waits for room before it sends.
+    pub budget: Option<Arc<crate::pipeline::MemoryBudget>>,
+}
+
+impl SourceContext {
+    /// Waits, from a task, until the memory budget (if any) has room for another chunk.
+    pub async fn wait_for_room(&self) {
+        if let Some(budget) = &self.budget {
+            budget.wait(&self.shutdown).await;
+        }
+    }
+
+    /// As [`wait_for_room`](Self::wait_for_room), on a blocking thread.
+    pub fn wait_for_room_blocking(&self) {
+        if let Some(budget) = &self.budget {
+            budget.wait_blocking(&self.shutdown);
+        }
+    }
+
+    /// Charges `chunk`'s rows and rejected records to the memory budget (if any) until the
+    /// sinks have taken them.
+    pub fn charge(&self, chunk: &mut SourceChunk) {
+        if let Some(budget) = &self.budget {
+            let held = chunk
+                .batch
+                .as_ref()
+                .map_or(0, arrow_array::RecordBatch::get_array_memory_size)
+                + chunk.rejected.iter().map(|r| r.raw.len()).sum::<usize>();
+            chunk.ticket = Some(Arc::new(budget.charge(held as u64)));
+        }
+    }
 }
 
 /// An opened source: its schema is known (declared, inferred or read), its inputs exist.

@@ -102,6 +102,7 @@ impl PendingChunk {
             rejected: std::mem::take(&mut self.rejected),
             checkpoint: None,
             bytes: 0,
+            ticket: None,
         }))
     }
 }

@@ -39,6 +39,7 @@ pub(crate) fn context(
         batch_rows,
         state_dir: state_dir.to_path_buf(),
         meter: crate::metrics::SourceMeter::default(),
+        budget: None,
     };
     (ctx, rx)
 }

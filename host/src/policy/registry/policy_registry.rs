@@ -16,7 +16,7 @@ use super::registry_error::RegistryError;
 use super::schema_check::check_compatible;
 use crate::engine::Engine;
 use crate::policy::bundle::{BundleCaps, TrustStore, VerifiedBundle, VersionStore, verify_bundle};
-use crate::policy::chain::{FailMode, PolicyChain};
+use crate::policy::chain::{FailMode, PolicyChain, Recycle};
 use crate::policy::compile_cache::CompileCache;
 use crate::policy::control::{
     Activation, Health, PolicyControl, PolicyStatus, PromotionTimings, Refusal, RefusalCode,
@@ -33,6 +33,8 @@ pub struct ChainSpec {
     pub params: Vec<u8>,
     /// What happens to a batch the policy fails on.
     pub fail_mode: FailMode,
+    /// When its instance is recycled.
+    pub recycle: Recycle,
 }
 
 /// How the registry checks and keeps bundles.
@@ -193,6 +195,7 @@ impl PolicyRegistry {
                     source: Box::new(source),
                 })?;
             policy_chain.push_slot(runner, spec.fail_mode, Arc::clone(&slots[name]));
+            policy_chain.set_recycle(index, spec.recycle);
         }
         let registry = Self {
             engine: engine.clone(),
