@@ -11,6 +11,7 @@ pub mod capture;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod sinks;

@@ -5,6 +5,7 @@ mod capture;
 mod cli;
 mod hostile;
 mod isolation;
+mod metrics;
 mod pipeline;
 mod pipeline_formats;
 mod pipeline_lifecycle;

@@ -13,6 +13,7 @@ use super::bearer_token::BearerToken;
 use super::routes::{ApiState, router};
 use super::server_tls::server_config;
 use crate::config::{AdminConfig, TlsConfig};
+use crate::metrics::PipelineMetrics;
 use crate::policy::PolicyControl;
 
 /// A running admin API.
@@ -62,8 +63,9 @@ impl AdminServer {
 /// (token file, TLS files) into real ones. Reads the token file and the TLS files once, binds,
 /// logs the address and serves on the current tokio runtime until `shutdown` is cancelled.
 ///
-/// Reads (`GET /healthz`, `GET /v1/policies`) need no token; uploads
+/// Reads (`GET /healthz`, `GET /metrics`, `GET /v1/policies`) need no token; uploads
 /// (`PUT /v1/policies/{name}`) need `Authorization: Bearer <token>`. See `docs/admin.md`.
+/// `GET /metrics` shows only what `control` knows (see [`serve_with_metrics`]).
 ///
 /// # Errors
 /// `listen` is `"off"` or not an address, the token or TLS files cannot be used, or the address
@@ -72,6 +74,21 @@ pub async fn serve(
     config: &AdminConfig,
     resolve: impl Fn(&Path) -> PathBuf,
     control: Arc<dyn PolicyControl>,
+    shutdown: CancellationToken,
+) -> Result<AdminServer, AdminError> {
+    let metrics = Arc::new(PipelineMetrics::new(Arc::clone(&control)));
+    serve_with_metrics(config, resolve, control, metrics, shutdown).await
+}
+
+/// As [`serve`], with `GET /metrics` serving a running pipeline's `metrics`.
+///
+/// # Errors
+/// As for [`serve`].
+pub async fn serve_with_metrics(
+    config: &AdminConfig,
+    resolve: impl Fn(&Path) -> PathBuf,
+    control: Arc<dyn PolicyControl>,
+    metrics: Arc<PipelineMetrics>,
     shutdown: CancellationToken,
 ) -> Result<AdminServer, AdminError> {
     let addr = config
@@ -118,6 +135,7 @@ pub async fn serve(
         control: Arc::clone(&control),
         token,
         max_upload: config.max_upload.0,
+        metrics,
     };
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let handle = axum_server::Handle::new();

@@ -1,8 +1,8 @@
 //! The admin HTTP API and the watched policy directory: the two ways a new policy version
 //! reaches the registry ([`crate::policy::PolicyControl`]) from outside. See `docs/admin.md`.
 //!
-//! * [`serve`]: `GET /healthz`, `GET /v1/policies`, `PUT /v1/policies/{name}` (bearer token,
-//!   size cap), over HTTP or HTTPS (rustls).
+//! * [`serve`]: `GET /healthz`, `GET /metrics`, `GET /v1/policies`, `PUT /v1/policies/{name}`
+//!   (bearer token, size cap), over HTTP or HTTPS (rustls).
 //! * [`watch`]: bundles dropped into a directory move to `accepted/` or `refused/`.
 
 mod admin_server;
@@ -15,7 +15,7 @@ mod server_tls;
 #[cfg(test)]
 pub(crate) mod test_support;
 
-pub use admin_server::{AdminServer, serve};
+pub use admin_server::{AdminServer, serve, serve_with_metrics};
 pub use error::AdminError;
 pub use error_body::{ErrorBody, ErrorDetail};
 pub use policy_watcher::{PolicyWatcher, watch};

@@ -1,5 +1,5 @@
-//! The admin API's routes and handlers: health, the policy list (no token needed) and uploads
-//! (bearer token, size cap, submit on a blocking thread with a time limit).
+//! The admin API's routes and handlers: health, metrics, the policy list (no token needed) and
+//! uploads (bearer token, size cap, submit on a blocking thread with a time limit).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use serde::Serialize;
 use super::ErrorBody;
 use super::bearer_token::BearerToken;
 use crate::config::ByteSize;
+use crate::metrics::{self, PipelineMetrics};
 use crate::policy::{PolicyControl, PolicyStatus, Refusal, RefusalCode};
 
 /// What every handler shares.
@@ -28,6 +29,8 @@ pub(crate) struct ApiState {
     pub(crate) token: Option<BearerToken>,
     /// The largest upload, in bytes.
     pub(crate) max_upload: u64,
+    /// What `GET /metrics` serves.
+    pub(crate) metrics: Arc<PipelineMetrics>,
 }
 
 /// `GET /v1/policies`.
@@ -36,11 +39,12 @@ struct PolicyList {
     policies: Vec<PolicyStatus>,
 }
 
-/// The router: `GET /healthz`, `GET /v1/policies`, `PUT /v1/policies/{name}`; JSON 404 and 405
-/// for everything else.
+/// The router: `GET /healthz`, `GET /metrics`, `GET /v1/policies`, `PUT /v1/policies/{name}`;
+/// JSON 404 and 405 for everything else.
 pub(crate) fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/policies", get(list))
         .route("/v1/policies/{name}", put(upload))
         .fallback(not_found)
@@ -53,6 +57,16 @@ async fn healthz(State(state): State<ApiState>) -> Response {
     match tokio::task::spawn_blocking(move || control.health()).await {
         Ok(health) => Json(health).into_response(),
         Err(e) => internal("/healthz", &format!("the registry failed: {e}")),
+    }
+}
+
+/// `GET /metrics`: the OpenMetrics text (read on a blocking thread: it asks the registry and
+/// /proc).
+async fn metrics_text(State(state): State<ApiState>) -> Response {
+    let metrics = Arc::clone(&state.metrics);
+    match tokio::task::spawn_blocking(move || metrics.encode()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response(),
+        Err(e) => internal("/metrics", &format!("encoding the metrics failed: {e}")),
     }
 }
 

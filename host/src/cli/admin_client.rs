@@ -1,5 +1,5 @@
-//! [`AdminClient`]: the HTTP(S) client `weir push` and `weir policies` use to talk to a host's
-//! admin API (ureq with rustls and the ring provider).
+//! [`AdminClient`]: the HTTP(S) client `weir push`, `weir policies` and `weir status` use to
+//! talk to a host's admin API (ureq with rustls and the ring provider).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -143,6 +143,26 @@ impl AdminClient {
         let list: List = serde_json::from_value(raw.clone())
             .with_context(|| format!("{url} answered with an unexpected policy list"))?;
         Ok((list.policies, raw))
+    }
+
+    /// `GET /metrics`: the metrics text.
+    pub(crate) fn metrics(&self) -> anyhow::Result<String> {
+        let url = format!("{}/metrics", self.base);
+        let mut response = self
+            .agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("connecting to {url}"))?;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("reading the answer of {url}"))?;
+        if status != 200 {
+            let e = error_body(&url, status, &body)?.error;
+            bail!("{url}: {status} ({}): {}", e.code, e.reason);
+        }
+        Ok(body)
     }
 }
 

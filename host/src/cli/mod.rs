@@ -10,6 +10,7 @@ mod policies;
 mod push;
 mod run;
 mod sign;
+mod status;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -23,6 +24,7 @@ pub use policies::PoliciesArgs;
 pub use push::PushArgs;
 pub use run::{CheckArgs, QuickArgs, QuickFormat, QuickStdout, RunArgs};
 pub use sign::SignArgs;
+pub use status::StatusArgs;
 pub use verify::VerifyArgs;
 
 /// Weir: a WebAssembly edge preprocessing runtime.
@@ -73,6 +75,9 @@ pub enum Command {
     Push(PushArgs),
     /// List the policies a running host runs (versions, signers, counters).
     Policies(PoliciesArgs),
+    /// Show a running host's metrics as tables: sources, policies, errors, batch latency, swaps
+    /// and refusals, capture, queues, memory.
+    Status(StatusArgs),
     /// Show live network flows on some interfaces (eBPF; needs root), top-like.
     Capture(CaptureArgs),
 }
@@ -95,6 +100,7 @@ impl Cli {
             Command::Verify(args) => verify::run(&args),
             Command::Push(args) => push::run(&args),
             Command::Policies(args) => policies::run(&args),
+            Command::Status(args) => status::run(&args),
             Command::Capture(args) => capture::run(&args),
         }
     }

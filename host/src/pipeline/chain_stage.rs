@@ -2,6 +2,7 @@
 //! and hands the result to every sink and the dead letters to the dead-letter sink.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -9,6 +10,7 @@ use super::commits::Commits;
 use super::record::{DeadRecords, Envelope, PolicyStamp};
 use super::sink_stage::SinkItem;
 use super::{MemoryBudget, MemoryTicket};
+use crate::metrics::ChainMeter;
 use crate::policy::PolicyChain;
 
 /// Row counts the chain stage keeps: the run summary's accounting.
@@ -62,7 +64,7 @@ pub fn stamps(chain: &PolicyChain) -> Vec<PolicyStamp> {
 }
 
 /// Runs until the input closes (every batcher has finished). Returns the chain (for its
-/// statistics) and the counts.
+/// statistics) and the counts. After each batch, the chain's statistics go to `meter`.
 ///
 /// # Errors
 /// [`SinkGone`] when a sink's stage has stopped (it failed; its error is reported there).
@@ -72,12 +74,14 @@ pub fn run(
     outputs: &ChainOutputs,
     commits: &Commits,
     counts: &parking_lot::Mutex<ChainCounts>,
+    meter: &mut ChainMeter,
 ) -> Result<PolicyChain, SinkGone> {
     let mut all_stamps: Arc<[PolicyStamp]> = stamps(&chain).into();
     let mut generation = chain.generation();
     let mut seq = 0u64;
     while let Some(envelope) = input.blocking_recv() {
         seq += 1;
+        meter.numbered();
         let Envelope {
             source,
             batch,
@@ -102,7 +106,9 @@ pub fn run(
         }
         let output = match batch {
             Some(batch) if batch.num_rows() > 0 => {
+                let started = Instant::now();
                 let out = chain.run(batch);
+                meter.batch_time(started.elapsed());
                 if let Some(budget) = &outputs.budget {
                     budget.set_guest_memory(chain.guest_memory_bytes());
                 }
@@ -111,6 +117,11 @@ pub fn run(
                 if chain.generation() != generation {
                     generation = chain.generation();
                     all_stamps = stamps(&chain).into();
+                }
+                for (index, (policy, stamp)) in
+                    chain.policies().iter().zip(&*all_stamps).enumerate()
+                {
+                    meter.publish(index, stamp, &policy.stats);
                 }
                 for letter in out.dead_letters {
                     dead.push(DeadRecords::Policy {

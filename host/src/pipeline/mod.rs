@@ -40,6 +40,7 @@ pub use summary::{PolicySummary, RunSummary, SourceSummary};
 use crate::admin::{AdminServer, PolicyWatcher};
 use crate::config::Config;
 use crate::engine::Engine;
+use crate::metrics::PipelineMetrics;
 use crate::policy::bundle::{BundleCaps, TrustStore};
 use crate::policy::registry::{ChainSpec, PolicyRegistry, RegistryOptions};
 use crate::policy::{CompileCache, PolicyChain, PolicyControl};
@@ -237,7 +238,9 @@ impl Plan {
             name: "dead_letter".to_owned(),
             source: Box::new(source),
         })?;
+        let control: Arc<dyn PolicyControl> = self.registry.clone();
         Ok(Pipeline {
+            metrics: Arc::new(PipelineMetrics::new(control)),
             plan: self,
             sinks,
             dead_letter,
@@ -256,6 +259,7 @@ pub struct Pipeline {
     admin: Option<AdminServer>,
     watcher: Option<PolicyWatcher>,
     admin_stop: CancellationToken,
+    metrics: Arc<PipelineMetrics>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -306,10 +310,11 @@ impl Pipeline {
             return Ok(None);
         }
         let config = &self.plan.config;
-        let server = crate::admin::serve(
+        let server = crate::admin::serve_with_metrics(
             &admin,
             |p| config.resolve(p),
             control,
+            Arc::clone(&self.metrics),
             self.admin_stop.clone(),
         )
         .await
@@ -323,6 +328,12 @@ impl Pipeline {
     #[must_use]
     pub fn registry(&self) -> &Arc<PolicyRegistry> {
         &self.plan.registry
+    }
+
+    /// The metrics (served at `GET /metrics` by the admin API).
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<PipelineMetrics> {
+        &self.metrics
     }
 
     /// Total input bytes when known (see [`Plan::total_bytes`]).
@@ -348,6 +359,7 @@ impl Pipeline {
             admin,
             watcher,
             admin_stop,
+            metrics,
         } = self;
         let Plan {
             config,
@@ -371,6 +383,7 @@ impl Pipeline {
         let mut sink_tasks = Vec::with_capacity(sinks.len());
         for (index, (name, sink)) in sinks.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel(depth);
+            metrics.watch_queue(format!("sink/{name}"), &tx);
             sink_txs.push(tx);
             let (commits, runtime, stop) =
                 (Arc::clone(&commits), runtime.clone(), shutdown.clone());
@@ -387,6 +400,7 @@ impl Pipeline {
             ));
         }
         let (dead_tx, dead_rx) = mpsc::channel(depth);
+        metrics.watch_queue("dead_letter", &dead_tx);
         let dead_index = sink_txs.len();
         let dead_task = {
             let (commits, runtime, stop) =
@@ -402,6 +416,7 @@ impl Pipeline {
         };
 
         let (chain_tx, chain_rx) = mpsc::channel(depth);
+        metrics.watch_queue("chain", &chain_tx);
         let chain_task = {
             let outputs = chain_stage::ChainOutputs {
                 sinks: sink_txs,
@@ -410,8 +425,10 @@ impl Pipeline {
             };
             let (commits, counts, stop) =
                 (Arc::clone(&commits), Arc::clone(&counts), shutdown.clone());
+            let mut meter = metrics.chain_meter();
             tokio::task::spawn_blocking(move || {
-                let result = chain_stage::run(chain, chain_rx, &outputs, &commits, &counts);
+                let result =
+                    chain_stage::run(chain, chain_rx, &outputs, &commits, &counts, &mut meter);
                 if result.is_err() {
                     stop.cancel();
                 }
@@ -425,6 +442,7 @@ impl Pipeline {
         for (name, source) in sources {
             let name: Arc<str> = name.into();
             let (tx, rx) = mpsc::channel(depth);
+            metrics.watch_queue(format!("source/{name}"), &tx);
             let batcher = Batcher::new(
                 Arc::clone(&name),
                 source.schema(),
@@ -440,6 +458,7 @@ impl Pipeline {
                 bytes_read: Arc::clone(&progress.bytes_read),
                 batch_rows: config.pipeline.batch_max_rows,
                 state_dir: config.state_dir(),
+                meter: metrics.source_meter(&name),
                 budget: budget.clone(),
             };
             source_tasks.push((name, source.start(ctx)));

@@ -46,6 +46,7 @@ impl ChunkSender {
         self.unsent_bytes += bytes;
         self.report.bytes += bytes;
         self.ctx.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        self.ctx.meter.bytes(bytes);
     }
 
     /// Counts a file read completely.
@@ -59,8 +60,10 @@ impl ChunkSender {
         }
         chunk.bytes = std::mem::take(&mut self.unsent_bytes);
         self.ctx.charge(&mut chunk);
-        self.report.rows += chunk.batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+        let rows = chunk.batch.as_ref().map_or(0, |b| b.num_rows() as u64);
+        self.report.rows += rows;
         self.report.rejected += chunk.rejected.len() as u64;
+        self.ctx.meter.chunk(rows, chunk.rejected.len() as u64);
         Some(chunk)
     }
 
@@ -112,6 +115,11 @@ impl ChunkSender {
             }
             std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
         }
+    }
+
+    /// The source's metrics.
+    pub(crate) fn meter(&self) -> &crate::metrics::SourceMeter {
+        &self.ctx.meter
     }
 
     /// The report.

@@ -5,7 +5,7 @@
 //! it is ready, packets are being counted. On shutdown the links are detached first, then the
 //! map is drained and every open flow is sent with `end_reason = shutdown`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow_schema::SchemaRef;
 use tokio::task::JoinHandle;
@@ -18,6 +18,9 @@ use crate::pipeline::SourceChunk;
 
 /// What one flow record stands for in the byte counts: its kernel key and value.
 const RECORD_BYTES: u64 = 88;
+
+/// How often the capture counters are read for the metrics.
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 /// An attached capture.
 #[derive(Debug)]
@@ -50,15 +53,26 @@ impl EbpfFlowsSource {
             cause,
         };
         let mut sender = ChunkSender::new(ctx);
+        let mut published: Option<Instant> = None;
         while !sender.cancelled() {
             let records = capture.poll(Duration::from_millis(50)).map_err(err)?;
             send(&name, &capture, &records, &mut sender)?;
+            if published.is_none_or(|at| at.elapsed() >= PUBLISH_EVERY) {
+                match capture.counters() {
+                    Ok(counters) => sender.meter().capture(counters),
+                    Err(error) => {
+                        tracing::warn!(source = %name, %error, "reading the capture counters failed");
+                    }
+                }
+                published = Some(Instant::now());
+            }
         }
         // Detach, drain, and end every flow still open.
         let (rest, counters) = capture.finish().map_err(err)?;
         send(&name, &capture, &rest, &mut sender)?;
         drop(capture);
         tracing::info!(source = %name, %counters, "flow capture finished");
+        sender.meter().capture(counters);
         let mut report = sender.finish();
         report.capture = Some(counters);
         Ok(report)

@@ -103,6 +103,8 @@ pub struct SourceContext {
     pub batch_rows: usize,
     /// The state directory (follow-mode checkpoints live in `<state_dir>/checkpoints/`).
     pub state_dir: std::path::PathBuf,
+    /// The source's metrics (rows, rejections and bytes, counted per chunk).
+    pub meter: crate::metrics::SourceMeter,
     /// The device's memory budget, if configured: a source waits for room before it sends.
     pub budget: Option<Arc<crate::pipeline::MemoryBudget>>,
 }

@@ -38,6 +38,7 @@ pub(crate) fn context(
         bytes_read: Arc::new(AtomicU64::new(0)),
         batch_rows,
         state_dir: state_dir.to_path_buf(),
+        meter: crate::metrics::SourceMeter::default(),
         budget: None,
     };
     (ctx, rx)
