@@ -318,6 +318,29 @@ pub(crate) fn render(s: &MetricSamples) -> String {
         );
     }
 
+    if let Some(limit) = s.value("weir_memory_budget_limit_bytes", &[]) {
+        let bytes = |v: f64| format!("{} ({} bytes)", bytesize::ByteSize(v as u64), num(v));
+        let part = |p: &str| s.sum("weir_memory_budget_used_bytes", &[("part", p)]);
+        let rows = vec![
+            vec!["limit".to_owned(), bytes(limit)],
+            vec!["guests".to_owned(), bytes(part("guests"))],
+            vec!["batches".to_owned(), bytes(part("batches"))],
+            vec![
+                "peak".to_owned(),
+                bytes(s.sum("weir_memory_budget_peak_bytes", &[])),
+            ],
+            vec![
+                "sources paused".to_owned(),
+                format!(
+                    "{} times, {}",
+                    num(s.sum("weir_memory_budget_pauses_total", &[])),
+                    seconds(s.sum("weir_memory_budget_paused_seconds_total", &[]))
+                ),
+            ],
+        ];
+        section(&mut out, "Memory budget", table(&["", ""], rows, 1));
+    }
+
     let mut process = Vec::new();
     if let Some(rss) = s.value("weir_process_resident_memory_bytes", &[]) {
         process.push(vec![
@@ -367,6 +390,12 @@ weir_capture_flows_total{source="net"} 12
 weir_capture_ringbuf_full_total{source="net"} 1
 weir_queue_depth{queue="chain"} 2
 weir_queue_capacity{queue="chain"} 4
+weir_memory_budget_limit_bytes 268435456
+weir_memory_budget_used_bytes{part="guests"} 2097152
+weir_memory_budget_used_bytes{part="batches"} 1048576
+weir_memory_budget_peak_bytes 3145728
+weir_memory_budget_pauses_total 7
+weir_memory_budget_paused_seconds_total 1.5
 weir_process_resident_memory_bytes 73400320
 weir_process_open_fds 17
 # EOF
@@ -452,6 +481,15 @@ weir_process_open_fds 17
         assert_eq!(cells(line_with(&text, "p50")), ["p50 at most", "250.00 ms"]);
         assert_eq!(cells(line_with(&text, "p99")), ["p99 at most", "> 5 s"]);
         assert_eq!(cells(line_with(&text, "swaps")), ["swaps", "3"]);
+        assert!(text.contains("Memory budget"), "{text}");
+        assert_eq!(
+            cells(line_with(&text, "│ limit ")),
+            ["limit", "256.0 MiB (268435456 bytes)"]
+        );
+        assert_eq!(
+            cells(line_with(&text, "sources paused")),
+            ["sources paused", "7 times, 1.50 s"]
+        );
         assert_eq!(cells(line_with(&text, "refusals")), ["refusals", "2"]);
         assert_eq!(
             cells(line_with(&text, "refused: downgrade")),

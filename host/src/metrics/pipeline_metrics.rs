@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use super::chain_meter::{ChainFamilies, ChainMeter, POLICY_COUNTERS};
 use super::scrape_collector::{QueueProbe, ScrapeCollector};
 use super::source_meter::{CaptureSnapshots, SourceMeter};
+use crate::pipeline::MemoryBudget;
 use crate::policy::PolicyControl;
 
 /// The `Content-Type` of [`PipelineMetrics::encode`]'s text (OpenMetrics 1.0, which Prometheus
@@ -35,6 +36,7 @@ pub struct PipelineMetrics {
     chain: ChainFamilies,
     capture: CaptureSnapshots,
     queues: Arc<Mutex<Vec<(String, QueueProbe)>>>,
+    budget: Arc<Mutex<Option<Arc<MemoryBudget>>>>,
 }
 
 impl std::fmt::Debug for PipelineMetrics {
@@ -92,10 +94,12 @@ impl PipelineMetrics {
         );
         let capture = CaptureSnapshots::default();
         let queues = Arc::new(Mutex::new(Vec::new()));
+        let budget = Arc::new(Mutex::new(None));
         registry.register_collector(Box::new(ScrapeCollector {
             control,
             capture: Arc::clone(&capture),
             queues: Arc::clone(&queues),
+            budget: Arc::clone(&budget),
         }));
         Self {
             registry,
@@ -105,7 +109,13 @@ impl PipelineMetrics {
             chain,
             capture,
             queues,
+            budget,
         }
+    }
+
+    /// Reports `budget` as the `weir_memory_budget_*` metrics from now on.
+    pub fn watch_budget(&self, budget: &Arc<MemoryBudget>) {
+        *self.budget.lock() = Some(Arc::clone(budget));
     }
 
     /// The meter of the source `name` (its counters appear, at zero, from now on).
@@ -206,8 +216,13 @@ mod tests {
         tx.try_send(1).unwrap();
         tx.try_send(2).unwrap();
         metrics.watch_queue("chain", &tx);
+        let budget = crate::pipeline::MemoryBudget::new(10_000);
+        budget.set_guest_memory(4_000);
+        let ticket = budget.charge(3_000);
+        metrics.watch_budget(&budget);
 
         let text = metrics.encode();
+        drop(ticket);
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(!text.contains("..\n"), "{text}");
         let samples = MetricSamples::parse(&text).unwrap();
@@ -281,6 +296,18 @@ mod tests {
             v("weir_capture_ringbuf_full_total", &[("source", "flows")]),
             Some(2.0)
         );
+        assert_eq!(v("weir_memory_budget_limit_bytes", &[]), Some(10_000.0));
+        assert_eq!(
+            v("weir_memory_budget_used_bytes", &[("part", "guests")]),
+            Some(4_000.0)
+        );
+        assert_eq!(
+            v("weir_memory_budget_used_bytes", &[("part", "batches")]),
+            Some(3_000.0)
+        );
+        assert_eq!(v("weir_memory_budget_peak_bytes", &[]), Some(7_000.0));
+        assert_eq!(v("weir_memory_budget_pauses_total", &[]), Some(0.0));
+        assert_eq!(v("weir_memory_budget_paused_seconds_total", &[]), Some(0.0));
         assert_eq!(v("weir_queue_depth", &[("queue", "chain")]), Some(2.0));
         assert_eq!(v("weir_queue_capacity", &[("queue", "chain")]), Some(4.0));
         assert!(v("weir_process_resident_memory_bytes", &[]).unwrap() > 1e6);

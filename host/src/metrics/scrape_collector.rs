@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use super::process_stats::ProcessStats;
 use super::source_meter::CaptureSnapshots;
 use crate::capture::CaptureCounters;
+use crate::pipeline::MemoryBudget;
 use crate::policy::{PolicyControl, RefusalCode};
 
 /// Reads one queue: (items waiting, capacity), or `None` once the queue is gone.
@@ -80,6 +81,8 @@ pub(crate) struct ScrapeCollector {
     pub(crate) control: Arc<dyn PolicyControl>,
     pub(crate) capture: CaptureSnapshots,
     pub(crate) queues: Arc<Mutex<Vec<(String, QueueProbe)>>>,
+    /// The memory budget of the run, once it has one.
+    pub(crate) budget: Arc<Mutex<Option<Arc<MemoryBudget>>>>,
 }
 
 impl std::fmt::Debug for ScrapeCollector {
@@ -235,6 +238,48 @@ impl Collector for ScrapeCollector {
                     .iter()
                     .map(|(name, (_, cap))| (name.clone(), ConstGauge::new(as_i64(*cap)))),
             )?;
+        }
+
+        let budget = self.budget.lock().as_ref().map(|b| b.report());
+        if let Some(b) = budget {
+            gauge(
+                &mut encoder,
+                "weir_memory_budget_limit_bytes",
+                "The device-wide memory budget (limits.memory_budget).",
+                as_i64(b.limit),
+            )?;
+            family(
+                &mut encoder,
+                (
+                    "weir_memory_budget_used_bytes",
+                    "What the budget holds now: guest linear memory, and batches between the \
+                     sources and the sinks.",
+                    MetricType::Gauge,
+                ),
+                "part",
+                [
+                    ("guests".to_owned(), ConstGauge::new(as_i64(b.guest))),
+                    ("batches".to_owned(), ConstGauge::new(as_i64(b.queued))),
+                ],
+            )?;
+            gauge(
+                &mut encoder,
+                "weir_memory_budget_peak_bytes",
+                "The most the budget held at once since the start.",
+                as_i64(b.peak),
+            )?;
+            counter(
+                &mut encoder,
+                "weir_memory_budget_pauses",
+                "Times a source waited for room in the memory budget.",
+                b.pauses,
+            )?;
+            ConstCounter::new(b.paused_ms as f64 / 1000.0).encode(encoder.encode_descriptor(
+                "weir_memory_budget_paused_seconds",
+                "Time sources spent waiting for room in the memory budget, in all.",
+                None,
+                MetricType::Counter,
+            )?)?;
         }
 
         let process = ProcessStats::read();

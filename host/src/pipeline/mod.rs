@@ -375,6 +375,7 @@ impl Pipeline {
         let budget = config.limits.memory_budget.map(|limit| {
             let budget = MemoryBudget::new(limit.0);
             budget.set_guest_memory(chain.guest_memory_bytes());
+            metrics.watch_budget(&budget);
             budget
         });
 

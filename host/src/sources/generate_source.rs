@@ -99,6 +99,8 @@ impl GenerateSource {
             };
             ctx.wait_for_room().await;
             ctx.charge(&mut chunk);
+            ctx.meter.bytes(bytes);
+            ctx.meter.chunk(chunk_rows, 0);
             // The pipeline drains on shutdown, so this send completes: nothing counted is lost.
             if ctx.tx.send(chunk).await.is_err() {
                 return Err(SourceError::Closed {
