@@ -98,12 +98,18 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     policies::build(root).context("build-policies failed")?;
     util::run(util::cargo(root).args(["build", "--release", "-p", "weir-host", "--bin", "weir"]))
         .context("building the release weir")?;
-    let weir = WeirCli {
-        bin: util::metadata(root)?.target_directory.join("release/weir"),
-    };
+    let built = util::metadata(root)?.target_directory.join("release/weir");
     let soak_dir = root.join("target/soak");
     let run_dir = soak_dir.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
+    // A copy, so a build from another worktree sharing the target directory cannot replace
+    // the binary the soak's `weir sign`/`push` calls run while it goes on.
+    let weir = WeirCli {
+        bin: run_dir.join("weir"),
+    };
+    std::fs::copy(&built, &weir.bin)
+        .with_context(|| format!("copying {} to {}", built.display(), weir.bin.display()))?;
     let dirs = Dirs {
         keys: run_dir.join("keys"),
         bundles: run_dir.join("bundles"),
