@@ -10,6 +10,7 @@ mod dist;
 mod pipeline_bench;
 mod policies;
 mod setup;
+mod soak;
 mod test;
 mod util;
 
@@ -54,6 +55,10 @@ enum Command {
         #[arg(long, value_enum, default_value = "all")]
         target: dist::Selection,
     },
+    /// Run the release `weir` for N minutes under sustained input, with hot swaps of signed
+    /// policies and a hostile policy; check memory, file descriptors and row accounting, and
+    /// write target/soak/report.json (docs/soak.md). Not part of `test`.
+    Soak(soak::SoakArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,5 +86,6 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench { criterion_args } => bench::run(&root, &criterion_args),
         Command::Demo { demo_args } => demo::run(&root, &demo_args),
         Command::Dist { target } => dist::run(&root, target),
+        Command::Soak(args) => soak::run(&root, &args),
     }
 }
