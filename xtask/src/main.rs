@@ -7,6 +7,7 @@ mod bench;
 mod bpf_linker;
 mod demo;
 mod dist;
+mod fuzz;
 mod pipeline_bench;
 mod policies;
 mod setup;
@@ -54,6 +55,19 @@ enum Command {
         #[arg(long, value_enum, default_value = "all")]
         target: dist::Selection,
     },
+    /// Run the cargo-fuzz targets in fuzz/ (nightly), each for `--seconds`, one after the
+    /// other; print each one's exec count and fail on any finding (docs/fuzzing.md).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Afterwards, merge new coverage into the committed corpus (fuzz/corpus/).
+        #[arg(long)]
+        merge: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -81,5 +95,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench { criterion_args } => bench::run(&root, &criterion_args),
         Command::Demo { demo_args } => demo::run(&root, &demo_args),
         Command::Dist { target } => dist::run(&root, target),
+        Command::Fuzz {
+            seconds,
+            target,
+            merge,
+        } => fuzz::run(
+            &root,
+            &fuzz::Options {
+                seconds,
+                target,
+                merge,
+            },
+        ),
     }
 }
