@@ -15,9 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use weir_abi::{BufferRef, ResultDesc, status};
-use weir_fuzz::guest::{ARENA_BASE, Case, Guest, ImageBuilder, Morsel, POLICIES, policy_dir, valid_case};
+use weir_fuzz::guest::{
+    ARENA_BASE, Case, Guest, ImageBuilder, Morsel, POLICIES, policy_dir, valid_case,
+};
 use weir_fuzz::text::{Format, Mode};
 use weir_host::engine::{Engine, Limits};
+use weir_host::policy::abi::{OutputAssembler, read_result};
 use weir_host::policy::bundle::{
     Bundle, BundleCaps, BundleLimits, BundleManifest, SignOptions, SigningKey, sign_module,
 };
@@ -25,6 +28,31 @@ use weir_host::policy::bundle::{
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
     fs::create_dir_all(dir).expect("creating the corpus directory");
     fs::write(dir.join(name), bytes).expect("writing a seed");
+}
+
+/// Checks that the host accepts a valid guest-output seed, with every declared column present:
+/// a seed the host refused would only exercise its first check.
+fn accepted(guest: &mut Guest, case: &[u8]) {
+    let case = Case::parse(case).expect("a seed parses");
+    guest.with_image(case.image, |shape, mem| {
+        let total = case.morsels.iter().map(|m| m.input_rows).sum();
+        let mut assembler =
+            OutputAssembler::new(&shape.outputs, shape.filter, shape.row_preserving, total);
+        for m in &case.morsels {
+            let result = read_result(mem, m.result_ptr).expect("a result descriptor");
+            assembler
+                .add(mem, m.result_ptr, &result, m.input_rows)
+                .unwrap_or_else(|e| panic!("{}: the host refuses a seed: {e}", shape.name));
+        }
+        let out = assembler
+            .finish()
+            .unwrap_or_else(|e| panic!("{}: the host refuses a seed: {e}", shape.name));
+        assert!(
+            out.columns.iter().all(Option::is_some),
+            "{}: a column left out",
+            shape.name
+        );
+    });
 }
 
 fn main() {
@@ -62,29 +90,45 @@ fn main() {
             expires_at: expires.then(|| created_at + Duration::from_secs(30 * 86_400)),
             limits,
         };
-        let keys: Vec<&SigningKey> = if expires { vec![&key, &second] } else { vec![&key] };
+        let keys: Vec<&SigningKey> = if expires {
+            vec![&key, &second]
+        } else {
+            vec![&key]
+        };
         let bundle = sign_module(&bytes, &keys, &opts).expect("signing");
         write(&corpus.join("bundle"), &format!("{module}.wpol"), &bundle);
         let parsed = Bundle::parse(&bundle, &BundleCaps::default()).expect("a bundle");
         let manifest = parsed.manifest_bytes().to_vec();
         BundleManifest::from_json(&manifest).expect("a valid manifest");
-        write(&corpus.join("manifest"), &format!("{module}.json"), &manifest);
+        write(
+            &corpus.join("manifest"),
+            &format!("{module}.json"),
+            &manifest,
+        );
         manifests.push((manifest, parsed.signatures().to_vec()));
     }
     // A small container: a real manifest and signature records around an 8-byte module (its
     // hash does not match, so the verifier refuses it late).
     let (manifest, signatures) = &manifests[0];
-    let small = Bundle::new(manifest.as_slice(), signatures.clone(), b"\0asm\x01\0\0\0".as_slice())
-        .encode(&BundleCaps::default())
-        .expect("encoding");
+    let small = Bundle::new(
+        manifest.as_slice(),
+        signatures.clone(),
+        b"\0asm\x01\0\0\0".as_slice(),
+    )
+    .encode(&BundleCaps::default())
+    .expect("encoding");
     write(&corpus.join("bundle"), "small-module.wpol", &small);
 
     // Guest output: valid results of every policy, in its real memory layout.
     let engine = Engine::new(Limits::default()).expect("the engine");
     for (index, name) in POLICIES.iter().enumerate() {
         let guest = Guest::load(&engine, name);
-        for (rows, out_rows, selection) in [(0, 0, false), (1, 1, false), (5, 3, true), (17, 9, false)] {
+        let mut guest = guest;
+        for (rows, out_rows, selection) in
+            [(0, 0, false), (1, 1, false), (5, 3, true), (17, 9, false)]
+        {
             let case = valid_case(index, &guest.shape, rows, out_rows, selection);
+            accepted(&mut guest, &case);
             write(
                 &corpus.join("guest_output"),
                 &format!("{name}-{rows}-rows{}", if selection { "-sel" } else { "" }),

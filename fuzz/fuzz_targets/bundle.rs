@@ -29,8 +29,13 @@ static TRUST: LazyLock<TrustStore> = LazyLock::new(|| {
     )
     .expect("fuzz/seed-key.pub is the seed key");
     let trusted = TrustedKey::new("seed", key, &["*"]).expect("a trusted key");
-    TrustStore::new(vec![trusted], &Default::default(), Default::default(), Default::default())
-        .expect("a trust store")
+    TrustStore::new(
+        vec![trusted],
+        &Default::default(),
+        Default::default(),
+        Default::default(),
+    )
+    .expect("a trust store")
 });
 
 /// Small caps: a module of at most 1 KiB, a 4 KiB manifest, 3 signatures.
@@ -48,7 +53,10 @@ fn check_refusal(refusal: &weir_host::policy::Refusal, subject: &str) {
         refusal.reason
     );
     assert_eq!(refusal.subject, subject);
-    assert!(!refusal.reason.trim().is_empty(), "a refusal without a reason");
+    assert!(
+        !refusal.reason.trim().is_empty(),
+        "a refusal without a reason"
+    );
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -115,7 +123,10 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(refusal) => {
             assert_eq!(refusal.subject, "fuzz input");
-            assert!(!refusal.reason.trim().is_empty(), "a refusal without a reason");
+            assert!(
+                !refusal.reason.trim().is_empty(),
+                "a refusal without a reason"
+            );
         }
     }
 });

@@ -150,8 +150,11 @@ fn round_trip(mode: &Mode, schema: &SchemaRef, decoded: &Decoded) {
         String::from_utf8_lossy(&text)
     );
     let before = arrow_select_concat(schema, &batches);
-    let after_batches: Vec<&RecordBatch> =
-        again.chunks.iter().filter_map(|c| c.batch.as_ref()).collect();
+    let after_batches: Vec<&RecordBatch> = again
+        .chunks
+        .iter()
+        .filter_map(|c| c.batch.as_ref())
+        .collect();
     let after = arrow_select_concat(schema, &after_batches);
     assert_eq!(before, after, "rows changed in a round trip through NDJSON");
 }
@@ -193,9 +196,15 @@ fuzz_target!(|data: &[u8]| {
     };
     match inferred {
         Ok(schema) => {
-            assert!(!schema.fields().is_empty(), "an inferred schema without columns");
+            assert!(
+                !schema.fields().is_empty(),
+                "an inferred schema without columns"
+            );
             decode(&mode, schema, text);
         }
-        Err(e) => assert!(!e.to_string().trim().is_empty(), "an error without a message"),
+        Err(e) => assert!(
+            !e.to_string().trim().is_empty(),
+            "an error without a message"
+        ),
     }
 });

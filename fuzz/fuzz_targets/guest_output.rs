@@ -42,7 +42,11 @@ thread_local! {
 const MESSAGE_CAP: usize = 256;
 
 fn check_error(error: &OutputError) {
-    assert!(!error.detail.trim().is_empty(), "{:?} without detail", error.check);
+    assert!(
+        !error.detail.trim().is_empty(),
+        "{:?} without detail",
+        error.check
+    );
     assert!(error.to_string().contains(error.check.as_str()));
 }
 
@@ -62,14 +66,22 @@ fn check_values(mem: &[u8], decl: &DeclaredColumn, desc: &ColumnDesc, array: &Ar
     let validity = bytes(mem, desc.validity);
     for i in 0..rows {
         let valid = desc.flags & COLUMN_HAS_VALIDITY == 0 || bit(validity, i);
-        assert_eq!(array.is_valid(at + i), valid, "column `{name}` row {i} validity");
+        assert_eq!(
+            array.is_valid(at + i),
+            valid,
+            "column `{name}` row {i} validity"
+        );
     }
     let values = bytes(mem, desc.values);
     match decl.type_id {
         TypeId::Boolean => {
             let array = array.as_boolean();
             for i in 0..rows {
-                assert_eq!(array.value(at + i), bit(values, i), "column `{name}` row {i}");
+                assert_eq!(
+                    array.value(at + i),
+                    bit(values, i),
+                    "column `{name}` row {i}"
+                );
             }
         }
         TypeId::Utf8 | TypeId::Binary => {

@@ -36,7 +36,12 @@ use weir_host::policy::abi::DeclaredColumn;
 /// The policies whose instances the target writes into: a transform with every ABI type and
 /// `passthrough: none`, a row-preserving transform (`passthrough: all`), a filter, and a
 /// transform whose output row count is its own.
-pub const POLICIES: [&str; 4] = ["weir-guest-roundtrip", "redact", "drop-outliers", "top-talkers"];
+pub const POLICIES: [&str; 4] = [
+    "weir-guest-roundtrip",
+    "redact",
+    "drop-outliers",
+    "top-talkers",
+];
 /// Where the image is written in guest memory.
 pub const ARENA_BASE: u32 = 0x1_0000;
 /// The most image bytes written.

@@ -73,10 +73,11 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
         ensure_guest_modules(root)?;
     }
     let build_dir = fuzz_build_dir(root)?;
+    // One target, or all of them (cargo fuzz builds one or all).
     util::run(
         fuzz_cargo(root, &build_dir)
             .args(["build", "--sanitizer", "none"])
-            .args(&selected),
+            .args(opts.target.as_slice()),
     )
     .context("building the fuzz targets (needs the nightly toolchain: `rustup toolchain install nightly`)")?;
     let mut outcomes = Vec::new();
@@ -107,8 +108,7 @@ pub fn run(root: &Path, opts: &Options) -> Result<()> {
 /// The `[[bin]]` names of fuzz/Cargo.toml.
 fn targets(fuzz_dir: &Path) -> Result<Vec<String>> {
     let path = fuzz_dir.join("Cargo.toml");
-    let text =
-        fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let table: toml::Table = text
         .parse()
         .with_context(|| format!("parsing {}", path.display()))?;
@@ -137,7 +137,10 @@ fn ensure_guest_modules(root: &Path) -> Result<()> {
     {
         return Ok(());
     }
-    println!("fuzz: policy modules missing in {}; building them", dir.display());
+    println!(
+        "fuzz: policy modules missing in {}; building them",
+        dir.display()
+    );
     policies::build(root)
 }
 
@@ -184,8 +187,8 @@ fn run_target(root: &Path, build_dir: &Path, target: &str, opts: &Options) -> Re
     let log_path = build_dir.join("logs").join(format!("{target}.log"));
     fs::create_dir_all(log_path.parent().expect("a parent"))
         .context("creating the fuzz log directory")?;
-    let log = fs::File::create(&log_path)
-        .with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut cmd = fuzz_cargo(root, build_dir);
     cmd.args(["run", "--sanitizer", "none", target])
         .arg(&scratch)
@@ -236,7 +239,10 @@ fn run_target(root: &Path, build_dir: &Path, target: &str, opts: &Options) -> Re
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         eprintln!("{}", tail.join("\n"));
-        Some(format!("`cargo fuzz run` exited with {status}; log {}", log_path.display()))
+        Some(format!(
+            "`cargo fuzz run` exited with {status}; log {}",
+            log_path.display()
+        ))
     };
     if execs.is_none() && failed.is_none() {
         bail!(
@@ -282,17 +288,13 @@ fn print_table(outcomes: &[Outcome]) {
     let mut table = comfy_table::Table::new();
     table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
     table.set_header([
-        "target",
-        "seconds",
-        "execs",
-        "execs/s",
-        "corpus",
-        "findings",
+        "target", "seconds", "execs", "execs/s", "corpus", "findings",
     ]);
     for o in outcomes {
-        let rate = o
-            .execs
-            .map_or_else(|| "?".to_owned(), |n| format!("{:.0}", n as f64 / o.seconds));
+        let rate = o.execs.map_or_else(
+            || "?".to_owned(),
+            |n| format!("{:.0}", n as f64 / o.seconds),
+        );
         table.add_row([
             o.target.clone(),
             format!("{:.0}", o.seconds),

@@ -232,7 +232,10 @@ fn ensure_fuzz_toolchain() -> Result<()> {
         ]))
         .with_context(|| format!("rustup refused to install toolchain {FUZZ_TOOLCHAIN}"))?;
     }
-    report(&format!("rust toolchain {FUZZ_TOOLCHAIN} (fuzzing)"), !present);
+    report(
+        &format!("rust toolchain {FUZZ_TOOLCHAIN} (fuzzing)"),
+        !present,
+    );
     let host = host_triple(FUZZ_TOOLCHAIN)?;
     let installed = util::output(rustup().args([
         "component",

@@ -187,9 +187,15 @@ mod tests {
     fn csv_loop_skips_the_header_and_keeps_quoted_newlines() {
         let input = b"id,n\n\"a\nb\",1\nc,x\nd,4\n";
         let d = decode_csv(schema(), input, b',', true, 64, 1024).unwrap();
-        assert_eq!(d.header.as_deref(), Some(&["id".to_owned(), "n".to_owned()][..]));
+        assert_eq!(
+            d.header.as_deref(),
+            Some(&["id".to_owned(), "n".to_owned()][..])
+        );
         assert_eq!(d.fed.len(), 3);
-        assert_eq!(d.fed[1].1, 4, "the record after a two-line one starts on line 4");
+        assert_eq!(
+            d.fed[1].1, 4,
+            "the record after a two-line one starts on line 4"
+        );
         assert_eq!(counts(&d), (2, 1));
     }
 
