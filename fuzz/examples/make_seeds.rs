@@ -22,7 +22,8 @@ use weir_fuzz::text::{Format, Mode};
 use weir_host::engine::{Engine, Limits};
 use weir_host::policy::abi::{OutputAssembler, read_result};
 use weir_host::policy::bundle::{
-    Bundle, BundleCaps, BundleLimits, BundleManifest, SignOptions, SigningKey, sign_module,
+    Bundle, BundleCaps, BundleLimits, BundleManifest, SignOptions, SigningKey, TrustStore,
+    TrustedKey, sign_module, verify_bundle,
 };
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) {
@@ -96,6 +97,18 @@ fn main() {
             vec![&key]
         };
         let bundle = sign_module(&bytes, &keys, &opts).expect("signing");
+        // The `bundle` target's verifier must accept it (same trust, a day after signing).
+        let trusted = TrustedKey::new("seed", key.public_key(), &["*"]).expect("a trusted key");
+        let trust = TrustStore::new(
+            vec![trusted],
+            &Default::default(),
+            Default::default(),
+            Default::default(),
+        )
+        .expect("a trust store");
+        let now = created_at + Duration::from_secs(86_400);
+        verify_bundle(&bundle, "seed", &trust, &BundleCaps::default(), now)
+            .unwrap_or_else(|r| panic!("{module}: the seed bundle does not verify: {}", r.reason));
         write(&corpus.join("bundle"), &format!("{module}.wpol"), &bundle);
         let parsed = Bundle::parse(&bundle, &BundleCaps::default()).expect("a bundle");
         let manifest = parsed.manifest_bytes().to_vec();
