@@ -51,7 +51,7 @@ fn check_error(error: &OutputError) {
 }
 
 /// The bytes of a region the host accepted (it checked them; they must be in memory).
-fn bytes<'m>(mem: &'m [u8], r: weir_abi::BufferRef) -> &'m [u8] {
+fn bytes(mem: &[u8], r: weir_abi::BufferRef) -> &[u8] {
     &mem[r.ptr as usize..r.ptr as usize + r.len as usize]
 }
 

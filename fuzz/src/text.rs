@@ -39,7 +39,7 @@ pub struct Mode {
 /// Batch sizes the selector picks from.
 const BATCH_ROWS: [usize; 4] = [1, 2, 7, 1024];
 /// Delimiters the selector picks from.
-const DELIMITERS: [u8; 4] = [b',', b';', b'\t', b'|'];
+const DELIMITERS: [u8; 4] = *b",;\t|";
 
 impl Mode {
     /// Splits `data` into the mode and the text, or `None` when it is shorter than two bytes.
