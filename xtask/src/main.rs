@@ -7,6 +7,7 @@ mod bench;
 mod bpf_linker;
 mod demo;
 mod dist;
+mod fuzz;
 mod pipeline_bench;
 mod policies;
 mod setup;
@@ -59,6 +60,19 @@ enum Command {
     /// policies and a hostile policy; check memory, file descriptors and row accounting, and
     /// write target/soak/report.json (docs/soak.md). Not part of `test`.
     Soak(soak::SoakArgs),
+    /// Run the cargo-fuzz targets in fuzz/ (nightly), each for `--seconds`, one after the
+    /// other; print each one's exec count and fail on any finding (docs/fuzzing.md).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u32,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// Afterwards, merge new coverage into the committed corpus (fuzz/corpus/).
+        #[arg(long)]
+        merge: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -87,5 +101,17 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo { demo_args } => demo::run(&root, &demo_args),
         Command::Dist { target } => dist::run(&root, target),
         Command::Soak(args) => soak::run(&root, &args),
+        Command::Fuzz {
+            seconds,
+            target,
+            merge,
+        } => fuzz::run(
+            &root,
+            &fuzz::Options {
+                seconds,
+                target,
+                merge,
+            },
+        ),
     }
 }

@@ -25,6 +25,14 @@ const COMPONENTS: &[&str] = &["rustfmt", "clippy", "rust-src"];
 /// `--locked` on the pinned 1.95 toolchain.
 pub const CARGO_DENY_VERSION: &str = "0.20.2";
 
+/// The cargo-fuzz release `setup` installs (`cargo xtask fuzz`, docs/fuzzing.md).
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// The toolchain the fuzz crate builds with (libFuzzer's coverage instrumentation needs
+/// nightly `-Z` flags), and the components it uses there.
+const FUZZ_TOOLCHAIN: &str = "nightly";
+const FUZZ_COMPONENTS: &[&str] = &["clippy", "rustfmt"];
+
 /// Debian packages later steps need:
 /// - binaryen for `wasm-opt`, which `build-policies` runs on every module;
 /// - for `dist`: musl-tools (`musl-gcc`, the C compiler for x86_64-unknown-linux-musl, which
@@ -68,6 +76,8 @@ pub fn run(root: &Path) -> Result<()> {
     ensure_targets(&toolchain)?;
     ensure_components(&toolchain)?;
     ensure_cargo_deny(root)?;
+    ensure_fuzz_toolchain()?;
+    ensure_cargo_fuzz(root)?;
     let installed = crate::bpf_linker::ensure(root, &toolchain)?;
     report(
         &format!("bpf-linker {}", crate::bpf_linker::BPF_LINKER_VERSION),
@@ -201,6 +211,91 @@ fn ensure_cargo_deny(root: &Path) -> Result<()> {
         Some(v) if v == CARGO_DENY_VERSION => {}
         other => bail!(
             "cargo-deny was installed but `cargo deny --version` reports {other:?}; \
+             is $CARGO_HOME/bin on PATH?"
+        ),
+    }
+    report(&item, true);
+    Ok(())
+}
+
+/// The nightly toolchain for the fuzz crate, with clippy and rustfmt.
+fn ensure_fuzz_toolchain() -> Result<()> {
+    let list = util::output(rustup().args(["toolchain", "list"]))
+        .context("listing rustup toolchains (is rustup installed?)")?;
+    let present = list
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .any(|name| name == FUZZ_TOOLCHAIN || name.starts_with(&format!("{FUZZ_TOOLCHAIN}-")));
+    if !present {
+        util::run(rustup().args([
+            "toolchain",
+            "install",
+            FUZZ_TOOLCHAIN,
+            "--profile",
+            "minimal",
+        ]))
+        .with_context(|| format!("rustup refused to install toolchain {FUZZ_TOOLCHAIN}"))?;
+    }
+    report(
+        &format!("rust toolchain {FUZZ_TOOLCHAIN} (fuzzing)"),
+        !present,
+    );
+    let host = host_triple(FUZZ_TOOLCHAIN)?;
+    let installed = util::output(rustup().args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        FUZZ_TOOLCHAIN,
+    ]))?;
+    for &component in FUZZ_COMPONENTS {
+        let with_host = format!("{component}-{host}");
+        let present = installed
+            .lines()
+            .map(str::trim)
+            .any(|line| line == component || line == with_host);
+        if !present {
+            util::run(rustup().args([
+                "component",
+                "add",
+                "--toolchain",
+                FUZZ_TOOLCHAIN,
+                component,
+            ]))
+            .with_context(|| format!("rustup refused to add component {component} to nightly"))?;
+        }
+        report(&format!("rustup component {component} (nightly)"), !present);
+    }
+    Ok(())
+}
+
+/// The installed cargo-fuzz version, if any (`cargo fuzz --version` prints `cargo-fuzz X.Y.Z`).
+fn cargo_fuzz_version(root: &Path) -> Option<String> {
+    let out = util::output(util::cargo(root).args(["fuzz", "--version"])).ok()?;
+    out.split_whitespace().nth(1).map(str::to_owned)
+}
+
+fn ensure_cargo_fuzz(root: &Path) -> Result<()> {
+    let item = format!("cargo-fuzz {CARGO_FUZZ_VERSION}");
+    let found = cargo_fuzz_version(root);
+    if found.as_deref() == Some(CARGO_FUZZ_VERSION) {
+        report(&item, false);
+        return Ok(());
+    }
+    if let Some(other) = &found {
+        println!("  cargo-fuzz {other} found; installing the pinned {CARGO_FUZZ_VERSION}");
+    }
+    util::run(
+        util::cargo(root)
+            .args(["install", "--locked", "--force", "cargo-fuzz", "--version"])
+            .arg(CARGO_FUZZ_VERSION)
+            .env("CARGO_TARGET_DIR", root.join("target").join("tools")),
+    )
+    .context("installing cargo-fuzz failed")?;
+    match cargo_fuzz_version(root) {
+        Some(v) if v == CARGO_FUZZ_VERSION => {}
+        other => bail!(
+            "cargo-fuzz was installed but `cargo fuzz --version` reports {other:?}; \
              is $CARGO_HOME/bin on PATH?"
         ),
     }

@@ -3,7 +3,8 @@
 //! Steps: setup, fmt check, clippy on the workspace (natively, policies included), clippy on
 //! the wasm crates for wasm32-wasip1, clippy on the eBPF program for bpfel-unknown-none,
 //! cargo-deny, build-policies, then `cargo test --workspace`
-//! with `WEIR_POLICY_DIR` pointing at the built modules. Native clippy and tests use
+//! with `WEIR_POLICY_DIR` pointing at the built modules, then every fuzz target for 20 s
+//! (`cargo xtask fuzz`). Native clippy and tests use
 //! `--all-features`, so optional features (weir-sdk's `arrow`) are checked too. The elapsed time of each step is
 //! printed at the end, also when a step fails.
 
@@ -13,7 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 
 use crate::policies::{self, WASM_TARGET};
-use crate::{setup, util};
+use crate::{fuzz, setup, util};
+
+/// Seconds each fuzz target runs in the suite (docs/fuzzing.md).
+const FUZZ_SECONDS: u32 = 20;
 
 /// Runs the suite.
 pub fn run(root: &Path) -> Result<()> {
@@ -108,6 +112,16 @@ fn run_steps(root: &Path, timings: &mut Vec<(&'static str, Duration)>) -> Result
         )?;
         counts = TestCounts::parse(&out);
         Ok(())
+    })?;
+    step(timings, "fuzz (20 s per target)", || {
+        fuzz::run(
+            root,
+            &fuzz::Options {
+                seconds: FUZZ_SECONDS,
+                target: None,
+                merge: false,
+            },
+        )
     })?;
     Ok(counts)
 }

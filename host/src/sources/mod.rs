@@ -24,6 +24,8 @@ mod ebpf_flows_source;
 mod error;
 mod file_source;
 mod follow_source;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod generate;
 mod generate_source;
 mod line_buffer;
