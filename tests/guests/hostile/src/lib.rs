@@ -7,7 +7,7 @@
 //! | mark | what the call does | what the host should report |
 //! |---|---|---|
 //! | `error` | returns `Err("hostile error")` | `guest_error` |
-//! | `trap` | panics ("hostile trap"), so the module traps | a trap |
+//! | `trap` | panics ("hostile trap"): the SDK reports the message, then the module traps | `guest_error` |
 //! | `loop` | never returns | `time_limit` |
 //! | `alloc` | allocates (and touches) memory without bound | `memory_limit` |
 //!
