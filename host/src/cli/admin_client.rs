@@ -123,21 +123,7 @@ impl AdminClient {
         struct List {
             policies: Vec<PolicyStatus>,
         }
-        let url = format!("{}/v1/policies", self.base);
-        let mut response = self
-            .agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("connecting to {url}"))?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("reading the answer of {url}"))?;
-        if status != 200 {
-            let e = error_body(&url, status, &body)?.error;
-            bail!("{url}: {status} ({}): {}", e.code, e.reason);
-        }
+        let (url, body) = self.get_ok("/v1/policies")?;
         let raw: serde_json::Value = serde_json::from_str(&body)
             .with_context(|| format!("{url} answered with something other than JSON: {body}"))?;
         let list: List = serde_json::from_value(raw.clone())
@@ -147,7 +133,13 @@ impl AdminClient {
 
     /// `GET /metrics`: the metrics text.
     pub(crate) fn metrics(&self) -> anyhow::Result<String> {
-        let url = format!("{}/metrics", self.base);
+        Ok(self.get_ok("/metrics")?.1)
+    }
+
+    /// `GET path`: the URL and the body of a 200 answer; any other status is an error with
+    /// the host's code and reason.
+    fn get_ok(&self, path: &str) -> anyhow::Result<(String, String)> {
+        let url = format!("{}{path}", self.base);
         let mut response = self
             .agent
             .get(&url)
@@ -162,7 +154,7 @@ impl AdminClient {
             let e = error_body(&url, status, &body)?.error;
             bail!("{url}: {status} ({}): {}", e.code, e.reason);
         }
-        Ok(body)
+        Ok((url, body))
     }
 }
 
