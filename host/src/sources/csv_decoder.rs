@@ -129,10 +129,13 @@ fn decode_records(
 /// Why a single record does not fit, from `arrow_csv`'s message.
 fn reason(schema: &SchemaRef, error: &ArrowError) -> String {
     let message = match error {
+        // Re-validated: for some malformed input arrow_csv hands back a message whose bytes are
+        // not valid UTF-8, and formatting it panicked (found by the `decoders` fuzz target,
+        // fuzz/regressions/decoders/csv-reason-debug-panic).
         ArrowError::ParseError(m)
         | ArrowError::CsvError(m)
-        | ArrowError::InvalidArgumentError(m) => m.clone(),
-        other => return other.to_string(),
+        | ArrowError::InvalidArgumentError(m) => String::from_utf8_lossy(m.as_bytes()).into_owned(),
+        other => return String::from_utf8_lossy(other.to_string().as_bytes()).into_owned(),
     };
     if let Some(rest) = message.strip_prefix("Error while parsing value '")
         && let Some((value, rest)) = rest.split_once("' as type '")
