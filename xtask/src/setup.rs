@@ -74,7 +74,7 @@ pub fn run(root: &Path) -> Result<()> {
     println!("setup: toolchain {toolchain} (from rust-toolchain.toml)");
     ensure_toolchain(&toolchain)?;
     ensure_targets(&toolchain)?;
-    ensure_components(&toolchain)?;
+    ensure_components(&toolchain, COMPONENTS)?;
     ensure_cargo_deny(root)?;
     ensure_fuzz_toolchain()?;
     ensure_cargo_fuzz(root)?;
@@ -147,7 +147,8 @@ fn ensure_targets(toolchain: &str) -> Result<()> {
     Ok(())
 }
 
-fn ensure_components(toolchain: &str) -> Result<()> {
+/// Adds to `toolchain` each of `components` it lacks.
+fn ensure_components(toolchain: &str, components: &[&str]) -> Result<()> {
     let host = host_triple(toolchain)?;
     let installed = util::output(rustup().args([
         "component",
@@ -156,7 +157,7 @@ fn ensure_components(toolchain: &str) -> Result<()> {
         "--toolchain",
         toolchain,
     ]))?;
-    for &component in COMPONENTS {
+    for &component in components {
         // Installed components are listed as `name` or `name-<host triple>`.
         let with_host = format!("{component}-{host}");
         let present = installed
@@ -167,7 +168,10 @@ fn ensure_components(toolchain: &str) -> Result<()> {
             util::run(rustup().args(["component", "add", "--toolchain", toolchain, component]))
                 .with_context(|| format!("rustup refused to add component {component}"))?;
         }
-        report(&format!("rustup component {component}"), !present);
+        report(
+            &format!("rustup component {component} ({toolchain})"),
+            !present,
+        );
     }
     Ok(())
 }
@@ -240,32 +244,7 @@ fn ensure_fuzz_toolchain() -> Result<()> {
         &format!("rust toolchain {FUZZ_TOOLCHAIN} (fuzzing)"),
         !present,
     );
-    let host = host_triple(FUZZ_TOOLCHAIN)?;
-    let installed = util::output(rustup().args([
-        "component",
-        "list",
-        "--installed",
-        "--toolchain",
-        FUZZ_TOOLCHAIN,
-    ]))?;
-    for &component in FUZZ_COMPONENTS {
-        let with_host = format!("{component}-{host}");
-        let present = installed
-            .lines()
-            .map(str::trim)
-            .any(|line| line == component || line == with_host);
-        if !present {
-            util::run(rustup().args([
-                "component",
-                "add",
-                "--toolchain",
-                FUZZ_TOOLCHAIN,
-                component,
-            ]))
-            .with_context(|| format!("rustup refused to add component {component} to nightly"))?;
-        }
-        report(&format!("rustup component {component} (nightly)"), !present);
-    }
+    ensure_components(FUZZ_TOOLCHAIN, FUZZ_COMPONENTS)?;
     Ok(())
 }
 
