@@ -5,9 +5,8 @@
 //! collected instead of sent.
 
 use std::io::Cursor;
-use std::sync::Arc;
 
-use arrow_schema::{ArrowError, Field, Schema, SchemaRef};
+use arrow_schema::{ArrowError, SchemaRef};
 
 use super::csv_decoder::{CsvDecoder, find_record, header_names};
 use super::line_buffer::LineBuffer;
@@ -137,20 +136,14 @@ pub fn infer_csv(
     let (schema, _) = schema_infer::csv_format(&options)
         .infer_schema(Cursor::new(sample), Some(rows.max(1)))
         .map_err(|e| SourceError::schema("fuzz", format!("inferring the schema: {e}")))?;
-    if schema.fields().is_empty() {
-        return Err(SourceError::schema("fuzz", "the sample holds no column"));
-    }
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_nullable(true))
-        .collect();
-    Ok(Arc::new(Schema::new(fields)))
+    schema_infer::all_nullable("fuzz", &schema, "sample lines")
 }
 
 #[cfg(test)]
 mod tests {
-    use arrow_schema::DataType;
+    use std::sync::Arc;
+
+    use arrow_schema::{DataType, Field, Schema};
 
     use super::*;
 

@@ -243,7 +243,11 @@ pub(crate) fn delimiter(options: &CsvOptions) -> u8 {
     u8::try_from(options.delimiter).unwrap_or(b',')
 }
 
-fn all_nullable(source_name: &str, schema: &Schema, what: &str) -> Result<SchemaRef, SourceError> {
+pub(crate) fn all_nullable(
+    source_name: &str,
+    schema: &Schema,
+    what: &str,
+) -> Result<SchemaRef, SourceError> {
     if schema.fields().is_empty() {
         return Err(SourceError::schema(
             source_name,
