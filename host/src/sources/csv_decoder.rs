@@ -237,3 +237,68 @@ pub(crate) fn header_names(raw: &[u8], delimiter: u8) -> Vec<String> {
     names.push(String::from_utf8_lossy(&field).into_owned());
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_schema::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::sources::fuzzing::decode_csv;
+
+    /// `fuzz/regressions/decoders/csv-reason-debug-panic`: selector bytes (CSV, a header,
+    /// 7 rows a chunk, a 2592-byte read block), then the text. One of its records made
+    /// `arrow_csv` hand back an error message that is not valid UTF-8, and formatting it in
+    /// [`reason`] panicked the source thread.
+    const REPRODUCER: &[u8] =
+        include_bytes!("../../../fuzz/regressions/decoders/csv-reason-debug-panic");
+
+    #[test]
+    fn a_record_whose_error_message_is_not_utf8_is_rejected_without_a_panic() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, true),
+            Field::new("temperature", DataType::Float64, true),
+            Field::new("seq", DataType::Int64, false),
+            Field::new("ok", DataType::Boolean, true),
+        ]));
+        assert_eq!(REPRODUCER[..2], [0x49, 0x9e]);
+        let decoded = decode_csv(
+            schema.clone(),
+            &REPRODUCER[2..],
+            b',',
+            true,
+            64 + 16 * 0x9e,
+            7,
+        )
+        .unwrap();
+        let rows: usize = decoded
+            .chunks
+            .iter()
+            .filter_map(|c| c.batch.as_ref())
+            .map(RecordBatch::num_rows)
+            .sum();
+        let rejected: Vec<_> = decoded.chunks.iter().flat_map(|c| &c.rejected).collect();
+        assert_eq!(rows + rejected.len(), decoded.fed.len());
+
+        // Line 7 on its own: arrow_csv's message about it is not valid UTF-8.
+        let (raw, _) = decoded.fed.iter().find(|(_, line)| *line == 7).unwrap();
+        let error = decode_records(&schema, b',', &[raw, b"\n".as_slice()].concat(), 1);
+        let Err(ArrowError::ParseError(message)) = &error else {
+            panic!("{error:?}")
+        };
+        assert!(std::str::from_utf8(message.as_bytes()).is_err());
+        // It is rejected, its reason cleaned up.
+        let seventh = rejected
+            .iter()
+            .find(|r| r.location == "fuzz-input:7")
+            .unwrap();
+        assert_eq!(&seventh.raw, raw);
+        assert!(
+            seventh
+                .reason
+                .starts_with(r#"column "temperature": cannot parse "    le[[["#)
+                && seventh.reason.ends_with("e_i\u{FFFD}\" as Float64"),
+            "{}",
+            seventh.reason
+        );
+    }
+}
