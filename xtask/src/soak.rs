@@ -8,6 +8,7 @@
 //! printed and written to `target/soak/report.json`. docs/soak.md explains the figures.
 
 mod feeder;
+mod pipeline_sample;
 mod proc_sample;
 mod read_back;
 mod soak_report;
@@ -25,6 +26,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use self::feeder::{FeedPlan, Feeder, MARKS};
+use self::pipeline_sample::{PipelineSample, PipelineTrend};
 use self::proc_sample::ProcSample;
 use self::read_back::ReadBack;
 use self::soak_report::{Hostile, Rows, SoakReport, Swap};
@@ -127,6 +129,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     let port = free_port()?;
     write_config(root, &dirs.run, port)?;
     let url = format!("http://127.0.0.1:{port}");
+    let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let duration = Duration::from_secs_f64(args.minutes * 60.0);
     println!(
         "soak: {:.1} min, {} rows/s, a new version every {} s, samples every {} s; in {}",
@@ -153,6 +156,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     let started_unix = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
 
     let mut samples = Vec::new();
+    let mut pipeline_samples = Vec::new();
     let mut swaps = Vec::new();
     let mut versions: BTreeMap<String, u64> = CHAIN.iter().map(|n| ((*n).to_owned(), 1)).collect();
     let (mut next_sample, mut next_swap, mut next_print) = (
@@ -177,6 +181,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
         let now = started.elapsed();
         if now >= next_sample {
             samples.push(ProcSample::read(pid, now.as_secs_f64())?);
+            pipeline_samples.push(PipelineSample::read(admin, now.as_secs_f64()));
             next_sample += Duration::from_secs(args.sample_every);
         }
         if now >= next_swap {
@@ -213,6 +218,10 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     let out = dirs.run.join("out");
     let read_back = ReadBack::read(&out, &out.join("dead-letter"))?;
     let sent = counts.lines.load(std::sync::atomic::Ordering::Relaxed);
+    let trend = Trend::of(&samples, input_secs);
+    let pipeline = trend
+        .as_ref()
+        .map(|t| PipelineTrend::of(&pipeline_samples, t.warmup_secs, t.window_secs));
     let mut report = SoakReport {
         started_unix,
         duration_secs: input_secs,
@@ -222,10 +231,12 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
         swaps,
         final_versions,
         hostile: hostile(&summary),
-        trend: Trend::of(&samples, input_secs),
+        trend,
+        pipeline,
         exit,
         stop_secs,
         samples,
+        pipeline_samples,
         failures: Vec::new(),
     };
     report.check(exited_ok, &versions);

@@ -1,6 +1,6 @@
 //! [`ChainMeter`]: what the policy chain did, published by the chain's stage once per batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -115,6 +115,23 @@ pub(crate) struct ChainFamilies {
     pub(crate) batches: Counter,
 }
 
+impl ChainFamilies {
+    /// Removes every per-policy series of `labels` (its counters and its errors of every kind).
+    fn remove(&self, labels: &PolicyLabels) {
+        for family in &self.policy {
+            family.remove(labels);
+        }
+        for kind in ErrorKind::ALL {
+            self.errors.remove(&PolicyErrorLabels {
+                policy: labels.policy.clone(),
+                position: labels.position.clone(),
+                version: labels.version.clone(),
+                kind: kind.as_str().to_owned(),
+            });
+        }
+    }
+}
+
 impl Default for ChainFamilies {
     fn default() -> Self {
         Self {
@@ -126,6 +143,12 @@ impl Default for ChainFamilies {
     }
 }
 
+/// Retired versions per chain position whose series are still served. A hot swap retires a
+/// version; its counters stay for this many more swaps (so a scraper sees their final values
+/// for a while), then their series are removed: a device that swaps policies for months does
+/// not serve, or hold, a series per version it ever ran.
+pub const RETIRED_VERSIONS_KEPT: usize = 4;
+
 /// One chain position's counters (for the version it runs) and the totals already counted.
 #[derive(Debug)]
 struct Position {
@@ -133,6 +156,8 @@ struct Position {
     counters: Vec<Counter>,
     counted: [u64; POLICY_COUNTERS.len()],
     errors_counted: BTreeMap<ErrorKind, u64>,
+    /// Labels of the versions this position ran before, oldest first.
+    retired: VecDeque<PolicyLabels>,
 }
 
 /// Publishes the chain's statistics. The chain's [`PolicyStats`] are running totals; after each
@@ -185,15 +210,25 @@ impl ChainMeter {
                 .map(|f| f.get_or_create_owned(&labels))
                 .collect();
             // What the previous version counted stays with it.
-            let (counted, errors_counted) = slot.take().map_or_else(
-                || ([0; POLICY_COUNTERS.len()], BTreeMap::new()),
-                |p| (p.counted, p.errors_counted),
+            let (counted, errors_counted, mut retired) = slot.take().map_or_else(
+                || ([0; POLICY_COUNTERS.len()], BTreeMap::new(), VecDeque::new()),
+                |p| {
+                    let mut retired = p.retired;
+                    retired.push_back(p.labels);
+                    (p.counted, p.errors_counted, retired)
+                },
             );
+            while retired.len() > RETIRED_VERSIONS_KEPT {
+                if let Some(old) = retired.pop_front() {
+                    self.families.remove(&old);
+                }
+            }
             *slot = Some(Position {
                 labels,
                 counters,
                 counted,
                 errors_counted,
+                retired,
             });
         }
         let Some(position) = slot.as_mut() else {
@@ -343,5 +378,42 @@ mod tests {
             Some(2.0),
             "{text}"
         );
+    }
+
+    #[test]
+    fn metrics_chain_meter_keeps_the_series_of_a_few_retired_versions_only() {
+        let families = ChainFamilies::default();
+        let mut meter = ChainMeter::new(families.clone());
+        let mut stats = PolicyStats::default();
+        for version in 1..=10 {
+            stats.batches += 1;
+            stats.rows_in += 10;
+            stats.errors.insert(ErrorKind::TimeLimit, version);
+            meter.publish(1, &stamp(&version.to_string()), &stats);
+        }
+        let error = |version: &str| {
+            families
+                .errors
+                .get(&PolicyErrorLabels {
+                    policy: "clamp".into(),
+                    position: "1".into(),
+                    version: version.into(),
+                    kind: "time_limit".into(),
+                })
+                .map(|c| c.get())
+        };
+        let kept = 10 - RETIRED_VERSIONS_KEPT as u64;
+        for version in 1..=10u64 {
+            let v = version.to_string();
+            let present = families.policy[1].get(&labels(&v)).is_some();
+            assert_eq!(present, version >= kept, "version {version}");
+            assert_eq!(error(&v).is_some(), version >= kept, "version {version}");
+        }
+        // The current version still counts on.
+        assert_eq!(count(&families, 1, "10"), 10);
+        stats.rows_in += 5;
+        meter.publish(1, &stamp("10"), &stats);
+        assert_eq!(count(&families, 1, "10"), 15);
+        assert_eq!(count(&families, 1, &kept.to_string()), 10);
     }
 }

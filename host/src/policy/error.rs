@@ -40,6 +40,16 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [Self; 6] = [
+        Self::BadInput,
+        Self::TimeLimit,
+        Self::MemoryLimit,
+        Self::GuestError,
+        Self::BadOutput,
+        Self::GuestFault,
+    ];
+
     /// The stable name used in logs and metrics.
     #[must_use]
     pub const fn as_str(self) -> &'static str {

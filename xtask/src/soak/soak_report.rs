@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::pipeline_sample::{PipelineSample, PipelineTrend};
 use super::proc_sample::ProcSample;
 use super::read_back::ReadBack;
 use super::trend::Trend;
@@ -95,12 +96,16 @@ pub struct SoakReport {
     pub hostile: Hostile,
     /// Memory and fds after warm-up.
     pub trend: Option<Trend>,
+    /// The backlog and the machine's load over the same windows (explains the RSS levels).
+    pub pipeline: Option<PipelineTrend>,
     /// weir's exit status after SIGINT.
     pub exit: String,
     /// Seconds from SIGINT to exit.
     pub stop_secs: f64,
     /// Every sample.
     pub samples: Vec<ProcSample>,
+    /// Every pipeline sample (taken with each of `samples`).
+    pub pipeline_samples: Vec<PipelineSample>,
     /// What failed (empty: the soak passed).
     pub failures: Vec<String>,
 }
@@ -284,6 +289,25 @@ impl SoakReport {
                 t.fds_warmup, t.fds_end, t.fds_max, t.fds_last, t.threads_warmup, t.threads_last
             );
         }
+        if let Some(p) = &self.pipeline {
+            let mib = |b: Option<u64>| {
+                b.map_or("?".to_owned(), |b| format!("{:.1}", b as f64 / 1_048_576.0))
+            };
+            let num = |v: Option<u64>| v.map_or("?".to_owned(), |v| v.to_string());
+            let load = |v: Option<f64>| v.map_or("?".to_owned(), |v| format!("{v:.2}"));
+            let _ = writeln!(
+                s,
+                "  backlog: batches held warm-up {} MiB, end {} MiB, max after warm-up {} MiB; \
+                 items queued {} → {}; machine load (1 min) {} → {}",
+                mib(p.held_batch_bytes_warmup),
+                mib(p.held_batch_bytes_end),
+                mib(p.held_batch_bytes_max),
+                num(p.queued_warmup),
+                num(p.queued_end),
+                load(p.load1_warmup),
+                load(p.load1_end)
+            );
+        }
         let _ = writeln!(
             s,
             "  weir stopped {:.1} s after SIGINT: {}",
@@ -354,9 +378,11 @@ mod tests {
                 dead_lettered: 1,
             },
             trend: Trend::of(&samples, 60.0),
+            pipeline: None,
             exit: "exit status: 0".to_owned(),
             stop_secs: 0.5,
             samples,
+            pipeline_samples: Vec::new(),
             failures: Vec::new(),
         }
     }
