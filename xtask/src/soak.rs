@@ -72,10 +72,17 @@ pub struct SoakArgs {
     /// One line in this many is garbage (not JSON; rejected by the source).
     #[arg(long, default_value_t = 10_000)]
     pub garbage_every: u64,
-    /// Keep the Parquet and dead-letter files in target/soak/run/out/ (default: deleted after
-    /// they are read back).
+    /// Keep the Parquet and dead-letter files in DIR/run/out/ (default: deleted after they
+    /// are read back).
     #[arg(long)]
     pub keep: bool,
+    /// The pipeline to soak: a variant of `examples/soak/weir.toml` (same chain and paths;
+    /// e.g. with `poison_split_depth = 0`). Its `listen` line is moved to a free port.
+    #[arg(long, default_value = "examples/soak/weir.toml")]
+    pub config: PathBuf,
+    /// Where the run directory and `report.json` go, so two soaks can run side by side.
+    #[arg(long, default_value = "target/soak")]
+    pub dir: PathBuf,
 }
 
 /// Where the soak works.
@@ -101,7 +108,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     util::run(util::cargo(root).args(["build", "--release", "-p", "weir-host", "--bin", "weir"]))
         .context("building the release weir")?;
     let built = util::metadata(root)?.target_directory.join("release/weir");
-    let soak_dir = root.join("target/soak");
+    let soak_dir = root.join(&args.dir);
     let run_dir = soak_dir.join("run");
     let _ = std::fs::remove_dir_all(&run_dir);
     std::fs::create_dir_all(&run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
@@ -127,7 +134,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
         sign_version(&weir, &dirs, name, 1)?;
     }
     let port = free_port()?;
-    write_config(root, &dirs.run, port)?;
+    write_config(&root.join(&args.config), &dirs.run, port)?;
     let url = format!("http://127.0.0.1:{port}");
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let duration = Duration::from_secs_f64(args.minutes * 60.0);
@@ -325,9 +332,9 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-/// `examples/soak/weir.toml` with the admin API on `port`, as `run/weir.toml`.
-fn write_config(root: &Path, run: &Path, port: u16) -> Result<()> {
-    let example = root.join("examples/soak/weir.toml");
+/// The soak's config (`examples/soak/weir.toml` or a variant) with the admin API on `port`, as
+/// `run/weir.toml`.
+fn write_config(example: &Path, run: &Path, port: u16) -> Result<()> {
     let text = std::fs::read_to_string(&example)
         .with_context(|| format!("reading {}", example.display()))?;
     if !text.contains(EXAMPLE_LISTEN) {
