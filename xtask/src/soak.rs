@@ -147,6 +147,13 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
         dirs.run.display()
     );
 
+    // Where the sinks write (`path`s in the config, relative to the run directory).
+    // Canonical, as `/proc/PID/fd` links are.
+    let output = dirs
+        .run
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dirs.run.display()))?
+        .join("out");
     let mut child = start_weir(&weir, &dirs.run)?;
     let pid = child.id();
     wait_ready(&weir, &url, &mut child, &dirs.run)?;
@@ -187,7 +194,7 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
         }
         let now = started.elapsed();
         if now >= next_sample {
-            samples.push(ProcSample::read(pid, now.as_secs_f64())?);
+            samples.push(ProcSample::read(pid, now.as_secs_f64(), &output)?);
             pipeline_samples.push(PipelineSample::read(admin, now.as_secs_f64()));
             next_sample += Duration::from_secs(args.sample_every);
         }
@@ -213,7 +220,11 @@ pub fn run(root: &Path, args: &SoakArgs) -> Result<()> {
     wait_drained(&stdin)?;
     std::thread::sleep(Duration::from_secs(2));
     let final_versions = running_versions(&weir.policies(&url)?);
-    samples.push(ProcSample::read(pid, started.elapsed().as_secs_f64())?);
+    samples.push(ProcSample::read(
+        pid,
+        started.elapsed().as_secs_f64(),
+        &output,
+    )?);
 
     let (exit, exited_ok, stop_secs) = stop(&mut child)?;
     drop(stdin);

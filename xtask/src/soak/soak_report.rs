@@ -12,6 +12,10 @@ use super::trend::Trend;
 /// RSS may grow at most this much (percent) from the end of warm-up to the end of the run.
 pub const MAX_RSS_GROWTH_PCT: f64 = 5.0;
 
+/// The file sinks of the soak's pipeline (Parquet and dead letters): at most this many output
+/// files are open at once.
+pub const OUTPUT_SINKS: u64 = 2;
+
 /// The rows of a soak, as sent and as weir accounted for them.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Rows {
@@ -209,8 +213,14 @@ impl SoakReport {
                 }
                 if t.fds_end > t.fds_warmup {
                     f.push(format!(
-                        "open fds grew after warm-up ({} → {})",
+                        "open fds (output files not counted) grew after warm-up ({} → {})",
                         t.fds_warmup, t.fds_end
+                    ));
+                }
+                if t.output_fds_max > OUTPUT_SINKS {
+                    f.push(format!(
+                        "{} output files were open at once, more than the {OUTPUT_SINKS} file sinks",
+                        t.output_fds_max
                     ));
                 }
             }
@@ -285,8 +295,15 @@ impl SoakReport {
             );
             let _ = writeln!(
                 s,
-                "  fds: warm-up {}, end {}, max after warm-up {}, last {}; threads {} → {}",
-                t.fds_warmup, t.fds_end, t.fds_max, t.fds_last, t.threads_warmup, t.threads_last
+                "  fds (output files apart): warm-up {}, end {}; all fds max after warm-up {}, \
+                 last {}; output files open at once at most {}; threads {} → {}",
+                t.fds_warmup,
+                t.fds_end,
+                t.fds_max,
+                t.fds_last,
+                t.output_fds_max,
+                t.threads_warmup,
+                t.threads_last
             );
         }
         if let Some(p) = &self.pipeline {
@@ -356,6 +373,7 @@ mod tests {
                 t_secs: f64::from(i),
                 rss_kib: 1000,
                 fds: 10,
+                output_fds: 0,
                 threads: 5,
             })
             .collect();
@@ -409,6 +427,7 @@ mod tests {
         if let Some(t) = r.trend.as_mut() {
             t.rss_growth_pct = 6.0;
             t.fds_end = 11;
+            t.output_fds_max = 3;
         }
         r.check(false, &expected());
         let all = r.failures.join("\n");
@@ -420,7 +439,8 @@ mod tests {
             "never failed",
             "redact runs version Some(1) at the end, expected 2",
             "RSS grew 6.0 %",
-            "open fds grew after warm-up (10 → 11)",
+            "open fds (output files not counted) grew after warm-up (10 → 11)",
+            "3 output files were open at once, more than the 2 file sinks",
         ] {
             assert!(all.contains(needle), "{needle:?} missing from:\n{all}");
         }

@@ -5,9 +5,13 @@
 //!   compile cache and the first files fill during it.
 //! * The **level** at a point is taken over a window before it (60 s, or a quarter of the
 //!   warm-up if that is shorter): the median RSS (so a transient peak, e.g. a guest filling its
-//!   memory just as a sample is taken, does not count as a level) and the lowest fd count
-//!   (transient fds — a file being rotated, an admin connection — only add; a leaked fd stays,
-//!   so it raises the minimum).
+//!   memory just as a sample is taken, does not count as a level) and the lowest count of fds
+//!   other than the output files (transient fds — an admin connection, a compile-cache file —
+//!   only add; a leaked fd stays, so it raises the minimum).
+//! * **Output files** (the Parquet and dead-letter files being written) are open between
+//!   rotations, once a minute here, so over a 60 s window one may be open at every sample or at
+//!   none; they are counted apart, and their most at once after warm-up is reported (a leaked
+//!   output file would show as more open at once than there are sinks).
 //! * **Growth** compares the level at the end of the run with the level at the end of warm-up.
 //!   The highest RSS and fd count seen after warm-up are reported too.
 
@@ -41,14 +45,16 @@ pub struct Trend {
     pub rss_growth_pct: f64,
     /// `rss_max_kib` over `rss_warmup_kib`, in percent.
     pub rss_max_growth_pct: f64,
-    /// Fewest fds over the window ending at warm-up.
+    /// Fewest fds, output files not counted, over the window ending at warm-up.
     pub fds_warmup: u64,
-    /// Fewest fds over the window ending at the last sample.
+    /// Fewest fds, output files not counted, over the window ending at the last sample.
     pub fds_end: u64,
-    /// Most fds sampled after warm-up.
+    /// Most fds (all of them) sampled after warm-up.
     pub fds_max: u64,
-    /// Fds of the last sample.
+    /// Fds (all of them) of the last sample.
     pub fds_last: u64,
+    /// Most output files open at once after warm-up.
+    pub output_fds_max: u64,
     /// Threads at the end of warm-up (last sample in its window) and at the last sample.
     pub threads_warmup: u64,
     /// Threads at the last sample.
@@ -94,10 +100,11 @@ impl Trend {
             rss_last_kib: last.rss_kib,
             rss_growth_pct: pct(rss_end_kib),
             rss_max_growth_pct: pct(rss_max_kib),
-            fds_warmup: warm.iter().map(|s| s.fds).min()?,
-            fds_end: end.iter().map(|s| s.fds).min()?,
+            fds_warmup: warm.iter().map(ProcSample::other_fds).min()?,
+            fds_end: end.iter().map(ProcSample::other_fds).min()?,
             fds_max: after.iter().map(|s| s.fds).max()?,
             fds_last: last.fds,
+            output_fds_max: after.iter().map(|s| s.output_fds).max()?,
             threads_warmup: warm.last()?.threads,
             threads_last: last.threads,
         })
@@ -123,6 +130,7 @@ mod tests {
                     t_secs: i as f64 * step,
                     rss_kib,
                     fds,
+                    output_fds: 0,
                     threads: 10,
                 }
             })
@@ -166,6 +174,28 @@ mod tests {
         assert!(t.rss_growth_pct > 7.0);
         assert_eq!((t.fds_warmup, t.fds_end), (21, 28));
         assert_eq!(t.fds_max, 31);
+    }
+
+    #[test]
+    fn output_files_open_over_a_whole_window_are_not_growth() {
+        // 18 fds, plus an output file open at every sample of the end window only (and at
+        // some samples before): a rotation, not a leak.
+        let mut s = series(901, 2.0, |_| (100_000, 18));
+        for (i, sample) in s.iter_mut().enumerate() {
+            if i >= 870 || i % 7 == 0 {
+                sample.fds += 1;
+                sample.output_fds = 1;
+            }
+        }
+        let t = Trend::of(&s, 1800.0).unwrap();
+        assert_eq!((t.fds_warmup, t.fds_end), (18, 18));
+        assert_eq!((t.fds_max, t.output_fds_max), (19, 1));
+        // The same extra fd, not an output file: growth.
+        for sample in &mut s {
+            sample.output_fds = 0;
+        }
+        let t = Trend::of(&s, 1800.0).unwrap();
+        assert_eq!((t.fds_warmup, t.fds_end), (18, 19));
     }
 
     #[test]
