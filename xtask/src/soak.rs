@@ -346,7 +346,7 @@ fn free_port() -> Result<u16> {
 /// The soak's config (`examples/soak/weir.toml` or a variant) with the admin API on `port`, as
 /// `run/weir.toml`.
 fn write_config(example: &Path, run: &Path, port: u16) -> Result<()> {
-    let text = std::fs::read_to_string(&example)
+    let text = std::fs::read_to_string(example)
         .with_context(|| format!("reading {}", example.display()))?;
     if !text.contains(EXAMPLE_LISTEN) {
         bail!("{} no longer holds `{EXAMPLE_LISTEN}`", example.display());

@@ -8,10 +8,12 @@
 //!   memory just as a sample is taken, does not count as a level) and the lowest count of fds
 //!   other than the output files (transient fds — an admin connection, a compile-cache file —
 //!   only add; a leaked fd stays, so it raises the minimum).
-//! * **Output files** (the Parquet and dead-letter files being written) are open between
-//!   rotations, once a minute here, so over a 60 s window one may be open at every sample or at
-//!   none; they are counted apart, and their most at once after warm-up is reported (a leaked
-//!   output file would show as more open at once than there are sinks).
+//! * **Output files** (the Parquet file and the dead-letter files being written; the
+//!   dead-letter sink keeps one per schema) are open between rotations, once a minute here, so
+//!   over a 60 s window one may be open at every sample or at none. They are counted apart: the
+//!   most open at once in the end window against the most open at once during the whole
+//!   warm-up (every stream of the soak has written by then). A leaked output file would add to
+//!   the count.
 //! * **Growth** compares the level at the end of the run with the level at the end of warm-up.
 //!   The highest RSS and fd count seen after warm-up are reported too.
 
@@ -53,8 +55,10 @@ pub struct Trend {
     pub fds_max: u64,
     /// Fds (all of them) of the last sample.
     pub fds_last: u64,
-    /// Most output files open at once after warm-up.
-    pub output_fds_max: u64,
+    /// Most output files open at once during warm-up.
+    pub output_fds_warmup: u64,
+    /// Most output files open at once in the window ending at the last sample.
+    pub output_fds_end: u64,
     /// Threads at the end of warm-up (last sample in its window) and at the last sample.
     pub threads_warmup: u64,
     /// Threads at the last sample.
@@ -104,7 +108,12 @@ impl Trend {
             fds_end: end.iter().map(ProcSample::other_fds).min()?,
             fds_max: after.iter().map(|s| s.fds).max()?,
             fds_last: last.fds,
-            output_fds_max: after.iter().map(|s| s.output_fds).max()?,
+            output_fds_warmup: samples
+                .iter()
+                .filter(|s| s.t_secs <= warmup)
+                .map(|s| s.output_fds)
+                .max()?,
+            output_fds_end: end.iter().map(|s| s.output_fds).max()?,
             threads_warmup: warm.last()?.threads,
             threads_last: last.threads,
         })
@@ -189,7 +198,10 @@ mod tests {
         }
         let t = Trend::of(&s, 1800.0).unwrap();
         assert_eq!((t.fds_warmup, t.fds_end), (18, 18));
-        assert_eq!((t.fds_max, t.output_fds_max), (19, 1));
+        assert_eq!(
+            (t.fds_max, t.output_fds_warmup, t.output_fds_end),
+            (19, 1, 1)
+        );
         // The same extra fd, not an output file: growth.
         for sample in &mut s {
             sample.output_fds = 0;
