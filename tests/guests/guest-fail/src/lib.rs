@@ -59,19 +59,8 @@ pub fn guest_fail(batch: &Batch, p: &Params) -> Result<Selection> {
         Mode::Ok | Mode::PanicInit => Ok(Selection::all(n)),
         Mode::Error => Err(Error::new(format!("deliberate failure: {n}"))),
         Mode::Panic => panic!("deliberate panic"),
-        Mode::Loop => {
-            let mut i = 0u64;
-            loop {
-                i = std::hint::black_box(i.wrapping_add(1));
-            }
-        }
-        Mode::Alloc => {
-            let mut hoard: Vec<Vec<u8>> = Vec::new();
-            loop {
-                hoard.push(vec![1u8; 1 << 20]);
-                std::hint::black_box(&hoard);
-            }
-        }
+        Mode::Loop => weir_guest_misbehave::spin_forever(),
+        Mode::Alloc => weir_guest_misbehave::exhaust_memory(),
     }
 }
 

@@ -82,19 +82,8 @@ pub fn guest_poison(batch: &Batch, p: &Params) -> Result<Selection> {
     match p.mode {
         Mode::Error => Err(Error::new(format!("poison row {row} of {n}"))),
         Mode::Panic => panic!("poison row {row} of {n}"),
-        Mode::Loop => {
-            let mut i = 0u64;
-            loop {
-                i = std::hint::black_box(i.wrapping_add(1));
-            }
-        }
-        Mode::Alloc => {
-            let mut hoard: Vec<Vec<u8>> = Vec::new();
-            loop {
-                hoard.push(vec![1u8; 1 << 20]);
-                std::hint::black_box(&hoard);
-            }
-        }
+        Mode::Loop => weir_guest_misbehave::spin_forever(),
+        Mode::Alloc => weir_guest_misbehave::exhaust_memory(),
     }
 }
 

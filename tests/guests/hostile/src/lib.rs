@@ -68,19 +68,8 @@ pub fn weir_guest_hostile(batch: &Batch) -> Result<Selection> {
         None => Ok(Selection::all(n)),
         Some(Mark::Error) => Err(Error::new("hostile error")),
         Some(Mark::Trap) => panic!("hostile trap"),
-        Some(Mark::Loop) => {
-            let mut i = 0u64;
-            loop {
-                i = std::hint::black_box(i.wrapping_add(1));
-            }
-        }
-        Some(Mark::Alloc) => {
-            let mut hoard: Vec<Vec<u8>> = Vec::new();
-            loop {
-                hoard.push(vec![1u8; 1 << 20]);
-                std::hint::black_box(&hoard);
-            }
-        }
+        Some(Mark::Loop) => weir_guest_misbehave::spin_forever(),
+        Some(Mark::Alloc) => weir_guest_misbehave::exhaust_memory(),
     }
 }
 
