@@ -1,7 +1,7 @@
 //! [`AdminClient`]: the HTTP(S) client `weir push`, `weir policies` and `weir status` use to
 //! talk to a host's admin API (ureq with rustls and the ring provider).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +18,26 @@ const SYSTEM_CA_BUNDLES: [&str; 4] = [
     "/etc/ssl/ca-bundle.pem",
     "/etc/ssl/cert.pem",
 ];
+
+/// Which admin API to talk to: the `--to` and `--ca-cert` options of every command that does
+/// (`weir push`, `weir policies`, `weir status`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct AdminTarget {
+    /// The admin API, e.g. `http://127.0.0.1:7878` or `https://gateway:7878`.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
+    /// A PEM file of CAs to trust for HTTPS (e.g. a self-signed admin certificate); default: the
+    /// system's CA bundle.
+    #[arg(long, value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+}
+
+impl AdminTarget {
+    /// A client of this API whose requests each take at most `timeout`.
+    pub(crate) fn client(&self, timeout: Duration) -> anyhow::Result<AdminClient> {
+        AdminClient::new(&self.to, self.ca_cert.as_deref(), timeout)
+    }
+}
 
 /// A client of one admin API.
 pub(crate) struct AdminClient {

@@ -15,6 +15,7 @@ mod verify;
 
 use clap::{Parser, Subcommand};
 
+pub use admin_client::AdminTarget;
 pub use capture::CaptureArgs;
 pub use eval::EvalArgs;
 pub use generate::{GenerateArgs, GenerateWhat};

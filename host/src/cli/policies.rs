@@ -1,30 +1,25 @@
 //! `weir policies`: what a running host's policies are (versions, signers, counters).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use comfy_table::{CellAlignment, Table};
 
-use super::admin_client::AdminClient;
+use super::admin_client::AdminTarget;
 use crate::policy::PolicyStatus;
 
 /// Arguments of `weir policies`.
 #[derive(Debug, clap::Args)]
 pub struct PoliciesArgs {
-    /// The admin API, e.g. `http://127.0.0.1:7878` or `https://gateway:7878`.
-    #[arg(long, value_name = "URL")]
-    pub to: String,
-    /// A PEM file of CAs to trust for HTTPS (e.g. a self-signed admin certificate); default: the
-    /// system's CA bundle.
-    #[arg(long, value_name = "PEM")]
-    pub ca_cert: Option<PathBuf>,
+    /// The admin API.
+    #[command(flatten)]
+    pub admin: AdminTarget,
     /// Print the API's JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
 pub(crate) fn run(args: &PoliciesArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.to, args.ca_cert.as_deref(), Duration::from_secs(30))?;
+    let client = args.admin.client(Duration::from_secs(30))?;
     let (policies, raw) = client.policies()?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&raw)?);
@@ -79,6 +74,7 @@ fn table(policies: &[PolicyStatus]) -> Table {
 mod tests {
     use super::*;
     use crate::admin::test_support::{FakeControl, TestServer, statuses};
+    use crate::cli::admin_client::AdminClient;
 
     #[test]
     fn admin_policies_table_shows_every_column() {
@@ -110,8 +106,10 @@ mod tests {
         tokio::task::spawn_blocking(move || {
             for json in [false, true] {
                 let args = PoliciesArgs {
-                    to: url.clone(),
-                    ca_cert: None,
+                    admin: AdminTarget {
+                        to: url.clone(),
+                        ca_cert: None,
+                    },
                     json,
                 };
                 run(&args).unwrap();

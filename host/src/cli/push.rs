@@ -5,23 +5,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::admin_client::{AdminClient, UploadAnswer, read_token};
+use super::admin_client::{AdminTarget, UploadAnswer, read_token};
 use crate::policy::Activation;
 use crate::policy::bundle::{Bundle, BundleCaps, check_policy_name};
 
 /// Arguments of `weir push`.
 #[derive(Debug, clap::Args)]
 pub struct PushArgs {
-    /// The admin API, e.g. `http://127.0.0.1:7878` or `https://gateway:7878`.
-    #[arg(long, value_name = "URL")]
-    pub to: String,
+    /// The admin API.
+    #[command(flatten)]
+    pub admin: AdminTarget,
     /// A file holding the admin API's bearer token.
     #[arg(long, value_name = "FILE")]
     pub token_file: PathBuf,
-    /// A PEM file of CAs to trust for HTTPS (e.g. a self-signed admin certificate); default: the
-    /// system's CA bundle.
-    #[arg(long, value_name = "PEM")]
-    pub ca_cert: Option<PathBuf>,
     /// The policy name to upload as (default: the name signed in the bundle).
     #[arg(long)]
     pub name: Option<String>,
@@ -41,7 +37,7 @@ pub(crate) fn run(args: &PushArgs) -> anyhow::Result<()> {
     };
     check_policy_name(&name).map_err(anyhow::Error::msg)?;
     let token = read_token(&args.token_file)?;
-    let client = AdminClient::new(&args.to, args.ca_cert.as_deref(), args.timeout)?;
+    let client = args.admin.client(args.timeout)?;
     let started = Instant::now();
     match client.upload(&name, &token, &bytes)? {
         UploadAnswer::Activated(activation) => {
@@ -144,9 +140,11 @@ mod tests {
 
     fn args(server: &TestServer, bundle: &Path) -> PushArgs {
         PushArgs {
-            to: server.server.url(),
+            admin: AdminTarget {
+                to: server.server.url(),
+                ca_cert: None,
+            },
             token_file: server.token_file(),
-            ca_cert: None,
             name: None,
             timeout: Duration::from_secs(10),
             bundle: bundle.to_path_buf(),
@@ -261,9 +259,8 @@ mod tests {
 
     fn clone_args(a: &PushArgs) -> PushArgs {
         PushArgs {
-            to: a.to.clone(),
+            admin: a.admin.clone(),
             token_file: a.token_file.clone(),
-            ca_cert: a.ca_cert.clone(),
             name: a.name.clone(),
             timeout: a.timeout,
             bundle: a.bundle.clone(),
@@ -284,9 +281,11 @@ mod tests {
             .unwrap()
             .port();
         let a = PushArgs {
-            to: format!("http://127.0.0.1:{port}"),
+            admin: AdminTarget {
+                to: format!("http://127.0.0.1:{port}"),
+                ca_cert: None,
+            },
             token_file: token,
-            ca_cert: None,
             name: None,
             timeout: Duration::from_secs(5),
             bundle,

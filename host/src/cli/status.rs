@@ -3,32 +3,27 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use comfy_table::{CellAlignment, Table};
 
-use super::admin_client::AdminClient;
+use super::admin_client::AdminTarget;
 use crate::metrics::MetricSamples;
 
 /// Arguments of `weir status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
-    /// The admin API, e.g. `http://127.0.0.1:7878` or `https://gateway:7878`.
-    #[arg(long, value_name = "URL")]
-    pub to: String,
-    /// A PEM file of CAs to trust for HTTPS (e.g. a self-signed admin certificate); default: the
-    /// system's CA bundle.
-    #[arg(long, value_name = "PEM")]
-    pub ca_cert: Option<PathBuf>,
+    /// The admin API.
+    #[command(flatten)]
+    pub admin: AdminTarget,
     /// Print the metrics text as served instead of tables.
     #[arg(long)]
     pub raw: bool,
 }
 
 pub(crate) fn run(args: &StatusArgs) -> anyhow::Result<()> {
-    let client = AdminClient::new(&args.to, args.ca_cert.as_deref(), Duration::from_secs(30))?;
+    let client = args.admin.client(Duration::from_secs(30))?;
     let text = client.metrics()?;
     if args.raw {
         print!("{text}");
@@ -361,6 +356,7 @@ pub(crate) fn render(s: &MetricSamples) -> String {
 mod tests {
     use super::*;
     use crate::admin::test_support::{FakeControl, TestServer};
+    use crate::cli::admin_client::AdminClient;
 
     const TEXT: &str = r#"# TYPE weir_source_rows counter
 weir_source_rows_total{source="sensors"} 604
@@ -522,8 +518,10 @@ weir_process_open_fds 17
         tokio::task::spawn_blocking(move || {
             for raw in [false, true] {
                 run(&StatusArgs {
-                    to: url.clone(),
-                    ca_cert: None,
+                    admin: AdminTarget {
+                        to: url.clone(),
+                        ca_cert: None,
+                    },
                     raw,
                 })
                 .unwrap();
