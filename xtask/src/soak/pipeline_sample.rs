@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::trend::{in_window, median};
+
 /// One reading of the pipeline and the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PipelineSample {
@@ -105,26 +107,15 @@ impl PipelineTrend {
     #[must_use]
     pub fn of(samples: &[PipelineSample], warmup_secs: f64, window_secs: f64) -> Self {
         let last = samples.last().map_or(0.0, |s| s.t_secs);
-        let window = |end: f64| {
-            samples
-                .iter()
-                .filter(move |s| s.t_secs >= end - window_secs && s.t_secs <= end)
-        };
-        let med = |end: f64, f: fn(&PipelineSample) -> Option<f64>| {
-            let mut v: Vec<f64> = window(end).filter_map(f).collect();
-            v.sort_by(f64::total_cmp);
-            v.get(v.len() / 2).copied()
-        };
-        let load = |s: &PipelineSample| s.load1;
-        let queued = |s: &PipelineSample| s.queued.map(|v| v as f64);
-        let held = |s: &PipelineSample| s.held_batch_bytes.map(|v| v as f64);
         Self {
-            load1_warmup: med(warmup_secs, load),
-            load1_end: med(last, load),
-            queued_warmup: med(warmup_secs, queued).map(|v| v as u64),
-            queued_end: med(last, queued).map(|v| v as u64),
-            held_batch_bytes_warmup: med(warmup_secs, held).map(|v| v as u64),
-            held_batch_bytes_end: med(last, held).map(|v| v as u64),
+            load1_warmup: level(samples, warmup_secs, window_secs, |s| s.load1),
+            load1_end: level(samples, last, window_secs, |s| s.load1),
+            queued_warmup: level(samples, warmup_secs, window_secs, |s| s.queued),
+            queued_end: level(samples, last, window_secs, |s| s.queued),
+            held_batch_bytes_warmup: level(samples, warmup_secs, window_secs, |s| {
+                s.held_batch_bytes
+            }),
+            held_batch_bytes_end: level(samples, last, window_secs, |s| s.held_batch_bytes),
             held_batch_bytes_max: samples
                 .iter()
                 .filter(|s| s.t_secs >= warmup_secs)
@@ -132,6 +123,21 @@ impl PipelineTrend {
                 .max(),
         }
     }
+}
+
+/// The median of `field` over the samples in the window of `window` seconds ending at `end`.
+fn level<T: Copy + PartialOrd>(
+    samples: &[PipelineSample],
+    end: f64,
+    window: f64,
+    field: fn(&PipelineSample) -> Option<T>,
+) -> Option<T> {
+    median(
+        samples
+            .iter()
+            .filter(|s| in_window(s.t_secs, end, window))
+            .filter_map(field),
+    )
 }
 
 #[cfg(test)]

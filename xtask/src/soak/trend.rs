@@ -79,15 +79,15 @@ impl Trend {
         let warmup = warmup_secs(duration_secs);
         let window = WINDOW_SECS.min(warmup / 4.0);
         let last = samples.last()?;
-        let in_window = |end: f64| -> Vec<ProcSample> {
+        let samples_in = |end: f64| -> Vec<ProcSample> {
             samples
                 .iter()
-                .filter(|s| s.t_secs >= end - window && s.t_secs <= end)
+                .filter(|s| in_window(s.t_secs, end, window))
                 .copied()
                 .collect()
         };
-        let warm = in_window(warmup);
-        let end = in_window(last.t_secs);
+        let warm = samples_in(warmup);
+        let end = samples_in(last.t_secs);
         let after: Vec<&ProcSample> = samples.iter().filter(|s| s.t_secs >= warmup).collect();
         let rss_warmup_kib = median(warm.iter().map(|s| s.rss_kib))?;
         let rss_end_kib = median(end.iter().map(|s| s.rss_kib))?;
@@ -120,10 +120,15 @@ impl Trend {
     }
 }
 
+/// Whether a sample taken at `t_secs` lies in the window of `window` seconds ending at `end`.
+pub(super) fn in_window(t_secs: f64, end: f64, window: f64) -> bool {
+    t_secs >= end - window && t_secs <= end
+}
+
 /// The median (the upper one of an even count).
-fn median(values: impl Iterator<Item = u64>) -> Option<u64> {
-    let mut v: Vec<u64> = values.collect();
-    v.sort_unstable();
+pub(super) fn median<T: Copy + PartialOrd>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut v: Vec<T> = values.collect();
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     v.get(v.len() / 2).copied()
 }
 
